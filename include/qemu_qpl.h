@@ -1,0 +1,156 @@
+/*
+ * qemu-qpl: the `qpl` multifd compression method of QEMU live migration.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Generated from src/abi.rs by cbindgen; do not edit (`make header`).
+ *
+ * Ownership and threads: each QemuQplSender / QemuQplReceiver serves one
+ * multifd channel and must be used by one thread at a time (QEMU's channel
+ * thread). Objects are independent: different channels may run in parallel.
+ * Buffers returned by a call stay valid until the next call on the same
+ * object or its free. Every fallible call returns a QemuQplStatus and, on
+ * failure, writes a NUL-terminated message (truncated to err_msg_len bytes)
+ * into err_msg, which may be NULL when err_msg_len is 0.
+ *
+ * Receiving one packet takes three calls: qemu_qpl_recv_begin (checks the
+ * page count and payload size before anything is read), qemu_qpl_recv_lengths
+ * (checks the length array), qemu_qpl_recv_pages (writes the pages).
+ */
+
+#ifndef QEMU_QPL_H
+#define QEMU_QPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Result of every fallible call.
+enum QemuQplStatus
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  QEMU_QPL_STATUS_OK = 0,
+  // The caller broke the contract: a null or misaligned pointer, a size out
+  // of range, a call out of order. A bug in the caller, not in the data.
+  QEMU_QPL_STATUS_INVALID_ARGUMENT = -1,
+  // Data received from the network is malformed. The migration must fail;
+  // the message names the channel, the page and the reason.
+  QEMU_QPL_STATUS_CORRUPT_PACKET = -2,
+  // An allocation failed (only at setup).
+  QEMU_QPL_STATUS_OUT_OF_MEMORY = -3,
+  // A bug inside the library was caught before it could cross into C.
+  QEMU_QPL_STATUS_INTERNAL_ERROR = -4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum QemuQplStatus QemuQplStatus;
+#else
+typedef int32_t QemuQplStatus;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The receiving side of one multifd channel (opaque).
+typedef struct QemuQplReceiver QemuQplReceiver;
+
+// The sending side of one multifd channel (opaque).
+typedef struct QemuQplSender QemuQplSender;
+
+// One piece of a packet body, laid out exactly like POSIX `struct iovec`.
+typedef struct {
+  void *iov_base;
+  size_t iov_len;
+} QemuQplIovec;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+// The library's version, a static NUL-terminated string.
+const char *qemu_qpl_version(void);
+
+// Creates the sender of multifd channel `channel` for pages of `page_size`
+// bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
+// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). All
+// buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
+// On success `*sender_out` holds the new object, to be freed with
+// `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
+// `err_msg_len` bytes; may be NULL when `err_msg_len` is 0).
+QemuQplStatus qemu_qpl_sender_new(uint32_t channel,
+                                  uint32_t page_size,
+                                  uint32_t pages_per_packet,
+                                  uint32_t level,
+                                  QemuQplSender **sender_out,
+                                  char *err_msg,
+                                  size_t err_msg_len);
+
+// Frees a sender. NULL is ignored. Iovecs from its last prepare become invalid.
+void qemu_qpl_sender_free(QemuQplSender *sender);
+
+// Compresses `page_count` pages into one packet body exactly as upstream
+// QEMU's `qpl` method sends it: the big-endian u32 length array, then each
+// page's DEFLATE stream, or the page itself when compressing does not make it
+// shorter than a page. The body is described by at most `page_count + 1`
+// iovecs written to `iov` (room for `iov_capacity`), their number to
+// `*iov_count` and the body's total size to `*payload_size`. Raw pages point
+// at the caller's memory (no copy); the rest point into the sender and stay
+// valid until its next prepare or free. `page_count == 0` yields no iovecs.
+QemuQplStatus qemu_qpl_send_prepare(QemuQplSender *sender,
+                                    const uint8_t *const *pages,
+                                    uint32_t page_count,
+                                    QemuQplIovec *iov,
+                                    uint32_t iov_capacity,
+                                    uint32_t *iov_count,
+                                    uint32_t *payload_size,
+                                    char *err_msg,
+                                    size_t err_msg_len);
+
+// Creates the receiver of multifd channel `channel`; the arguments are as for
+// `qemu_qpl_sender_new` (the receiver reads every level). Free it with
+// `qemu_qpl_receiver_free`.
+QemuQplStatus qemu_qpl_receiver_new(uint32_t channel,
+                                    uint32_t page_size,
+                                    uint32_t pages_per_packet,
+                                    QemuQplReceiver **receiver_out,
+                                    char *err_msg,
+                                    size_t err_msg_len);
+
+// Frees a receiver. NULL is ignored.
+void qemu_qpl_receiver_free(QemuQplReceiver *receiver);
+
+// Step 1 of receiving a packet: checks the normal page count and the payload
+// size (`next_packet_size`) from multifd's packet header, and says where to
+// read the length array (`*lengths_buf`, `*lengths_len` bytes: 4 per page).
+// For `page_count == 0` the length is 0 and the packet is complete.
+QemuQplStatus qemu_qpl_recv_begin(QemuQplReceiver *receiver,
+                                  uint32_t page_count,
+                                  uint64_t payload_size,
+                                  uint8_t **lengths_buf,
+                                  size_t *lengths_len,
+                                  char *err_msg,
+                                  size_t err_msg_len);
+
+// Step 2: checks the big-endian lengths now in the step 1 buffer (each at
+// most a page, none zero, their sum matching the payload) and says where to
+// read the pages' bytes (`*data_buf`, `*data_len` bytes).
+QemuQplStatus qemu_qpl_recv_lengths(QemuQplReceiver *receiver,
+                                    uint8_t **data_buf,
+                                    size_t *data_len,
+                                    char *err_msg,
+                                    size_t err_msg_len);
+
+// Step 3: inflates (or copies, for raw pages) each page of the packet into
+// `dest_pages[i]`, each pointing at one writable page that overlaps no other
+// and none of the receiver's buffers. `page_count` must equal step 1's count.
+// Nothing is written outside the destination pages. On error the pages from
+// the failing one on hold unspecified bytes and the migration must fail.
+QemuQplStatus qemu_qpl_recv_pages(QemuQplReceiver *receiver,
+                                  uint8_t *const *dest_pages,
+                                  uint32_t page_count,
+                                  char *err_msg,
+                                  size_t err_msg_len);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* QEMU_QPL_H */

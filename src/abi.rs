@@ -1,0 +1,400 @@
+//! The C boundary: raw pointers become checked slices, results become a
+//! status code plus a message, and no panic crosses into C.
+//!
+//! No compression logic lives here; everything is handed to `channel`.
+//! `include/qemu_qpl.h` is generated from this file by cbindgen.
+
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use crate::channel::{ChannelConfig, PageSource, Receiver, Segment, Sender};
+use crate::codec::Level;
+use crate::error::{Error, ErrorKind};
+
+/// Result of every fallible call.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QemuQplStatus {
+    Ok = 0,
+    /// The caller broke the contract: a null or misaligned pointer, a size out
+    /// of range, a call out of order. A bug in the caller, not in the data.
+    InvalidArgument = -1,
+    /// Data received from the network is malformed. The migration must fail;
+    /// the message names the channel, the page and the reason.
+    CorruptPacket = -2,
+    /// An allocation failed (only at setup).
+    OutOfMemory = -3,
+    /// A bug inside the library was caught before it could cross into C.
+    InternalError = -4,
+}
+
+/// One piece of a packet body, laid out exactly like POSIX `struct iovec`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct QemuQplIovec {
+    pub iov_base: *mut c_void,
+    pub iov_len: usize,
+}
+
+/// The sending side of one multifd channel (opaque).
+pub struct QemuQplSender {
+    sender: Sender,
+}
+
+/// The receiving side of one multifd channel (opaque).
+pub struct QemuQplReceiver {
+    receiver: Receiver,
+}
+
+/// Copies `message` into the caller's buffer, truncated and NUL-terminated.
+fn write_message(buffer: *mut c_char, capacity: usize, message: &str) {
+    if buffer.is_null() || capacity == 0 {
+        return;
+    }
+    let bytes = message.as_bytes();
+    let mut len = bytes.len().min(capacity - 1);
+    // Cut at a character boundary so the C string stays valid UTF-8.
+    while !message.is_char_boundary(len) {
+        len -= 1;
+    }
+    // SAFETY: the caller promises `buffer` holds `capacity` bytes; we write
+    // `len + 1 <= capacity` of them.
+    unsafe {
+        ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.cast::<u8>(), len);
+        *buffer.add(len) = 0;
+    }
+}
+
+/// Runs `body`, turning its error or panic into a status and a message.
+fn guarded(
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+    body: impl FnOnce() -> Result<(), Error>,
+) -> QemuQplStatus {
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    let (status, message) = match outcome {
+        Ok(Ok(())) => return QemuQplStatus::Ok,
+        Ok(Err(error)) => {
+            let status = match error.kind() {
+                ErrorKind::InvalidArgument => QemuQplStatus::InvalidArgument,
+                ErrorKind::CorruptPacket => QemuQplStatus::CorruptPacket,
+                ErrorKind::OutOfMemory => QemuQplStatus::OutOfMemory,
+            };
+            (status, error.to_string())
+        }
+        Err(_) => (
+            QemuQplStatus::InternalError,
+            "qemu-qpl: internal error (a bug in the library was caught; please report it)"
+                .to_string(),
+        ),
+    };
+    write_message(err_msg, err_msg_len, &message);
+    status
+}
+
+/// Checks a pointer the ABI requires to be usable as a `T`.
+fn require<T>(pointer: *const T, name: &str) -> Result<(), Error> {
+    if pointer.is_null() {
+        Err(Error::invalid(format!("{name} is NULL")))
+    } else if !pointer.is_aligned() {
+        Err(Error::invalid(format!(
+            "{name} is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// The object behind a handle, or an error for a NULL or misaligned one.
+fn object<'a, T>(handle: *mut T, name: &str) -> Result<&'a mut T, Error> {
+    require(handle, name)?;
+    // SAFETY: non-null and aligned were checked; the header obliges the caller
+    // to pass a live handle from the matching `_new` and to use it from one
+    // thread at a time, so no other reference to it exists during the call.
+    Ok(unsafe { &mut *handle })
+}
+
+/// A caller's array of `count` page pointers, checked and viewed as pages.
+struct PagePointers {
+    pointers: *const *const u8,
+    count: usize,
+    page_size: usize,
+}
+
+impl PagePointers {
+    fn new(pointers: *const *const u8, count: u32, page_size: usize) -> Result<Self, Error> {
+        let count = count as usize;
+        if count > 0 {
+            require(pointers, "the page pointer array")?;
+        }
+        let this = PagePointers {
+            pointers,
+            count,
+            page_size,
+        };
+        if let Some(index) = (0..count).find(|&index| this.pointer(index).is_null()) {
+            return Err(Error::invalid(format!("page pointer {index} is NULL")));
+        }
+        Ok(this)
+    }
+
+    fn pointer(&self, index: usize) -> *const u8 {
+        // SAFETY: `index < count` and the caller's array holds `count` pointers.
+        unsafe { *self.pointers.add(index) }
+    }
+}
+
+impl PageSource for PagePointers {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn page(&self, index: usize) -> &[u8] {
+        // SAFETY: each pointer was checked non-null in `new`; the caller
+        // promises each points at `page_size` readable bytes that stay
+        // unchanged for the call.
+        unsafe { std::slice::from_raw_parts(self.pointer(index), self.page_size) }
+    }
+}
+
+/// Writes `value` through an out-pointer that `require` has checked.
+fn put<T>(out: *mut T, value: T) {
+    // SAFETY: callers check `out` with `require` first.
+    unsafe { out.write(value) }
+}
+
+fn channel_config(channel: u32, page_size: u32, pages_per_packet: u32) -> ChannelConfig {
+    ChannelConfig {
+        channel,
+        page_size,
+        pages_per_packet,
+    }
+}
+
+/// The library's version, a static NUL-terminated string.
+#[no_mangle]
+pub extern "C" fn qemu_qpl_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Creates the sender of multifd channel `channel` for pages of `page_size`
+/// bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
+/// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). All
+/// buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
+/// On success `*sender_out` holds the new object, to be freed with
+/// `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
+/// `err_msg_len` bytes; may be NULL when `err_msg_len` is 0).
+#[no_mangle]
+pub extern "C" fn qemu_qpl_sender_new(
+    channel: u32,
+    page_size: u32,
+    pages_per_packet: u32,
+    level: u32,
+    sender_out: *mut *mut QemuQplSender,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded(err_msg, err_msg_len, || {
+        require(sender_out, "sender_out")?;
+        let level = Level::from_abi(level)
+            .ok_or_else(|| Error::invalid(format!("unknown compression level {level}")))?;
+        let sender = Sender::new(channel_config(channel, page_size, pages_per_packet), level)?;
+        put(
+            sender_out,
+            Box::into_raw(Box::new(QemuQplSender { sender })),
+        );
+        Ok(())
+    })
+}
+
+/// Frees a sender. NULL is ignored. Iovecs from its last prepare become invalid.
+#[no_mangle]
+pub extern "C" fn qemu_qpl_sender_free(sender: *mut QemuQplSender) {
+    if !sender.is_null() {
+        // SAFETY: a non-null sender comes from `qemu_qpl_sender_new` (the
+        // header's contract) and is not used again after this call.
+        drop(unsafe { Box::from_raw(sender) });
+    }
+}
+
+/// Compresses `page_count` pages into one packet body exactly as upstream
+/// QEMU's `qpl` method sends it: the big-endian u32 length array, then each
+/// page's DEFLATE stream, or the page itself when compressing does not make it
+/// shorter than a page. The body is described by at most `page_count + 1`
+/// iovecs written to `iov` (room for `iov_capacity`), their number to
+/// `*iov_count` and the body's total size to `*payload_size`. Raw pages point
+/// at the caller's memory (no copy); the rest point into the sender and stay
+/// valid until its next prepare or free. `page_count == 0` yields no iovecs.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn qemu_qpl_send_prepare(
+    sender: *mut QemuQplSender,
+    pages: *const *const u8,
+    page_count: u32,
+    iov: *mut QemuQplIovec,
+    iov_capacity: u32,
+    iov_count: *mut u32,
+    payload_size: *mut u32,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded(err_msg, err_msg_len, || {
+        let sender = &mut object(sender, "sender")?.sender;
+        require(iov_count, "iov_count")?;
+        require(payload_size, "payload_size")?;
+        let needed = if page_count == 0 { 0 } else { page_count + 1 };
+        if iov_capacity < needed {
+            return Err(Error::invalid(format!(
+                "iov capacity {iov_capacity} is below the {needed} entries {page_count} pages may need"
+            )));
+        }
+        if needed > 0 {
+            require(iov, "iov")?;
+        }
+        let page_size = sender.config().page_size as usize;
+        let pointers = PagePointers::new(pages, page_count, page_size)?;
+        let packet = sender.prepare(&pointers)?;
+        for (slot, segment) in packet.segments.iter().enumerate() {
+            let (base, len) = match *segment {
+                Segment::Owned { start, len } => (packet.owned[start..].as_ptr(), len),
+                Segment::RawPage { page } => (pointers.pointer(page), page_size),
+            };
+            let entry = QemuQplIovec {
+                iov_base: base.cast_mut().cast(),
+                iov_len: len,
+            };
+            // SAFETY: `iov` holds `iov_capacity >= page_count + 1` entries and
+            // a packet has at most `page_count + 1` segments.
+            unsafe { iov.add(slot).write(entry) };
+        }
+        put(iov_count, packet.segments.len() as u32);
+        put(payload_size, packet.payload_size);
+        Ok(())
+    })
+}
+
+/// Creates the receiver of multifd channel `channel`; the arguments are as for
+/// `qemu_qpl_sender_new` (the receiver reads every level). Free it with
+/// `qemu_qpl_receiver_free`.
+#[no_mangle]
+pub extern "C" fn qemu_qpl_receiver_new(
+    channel: u32,
+    page_size: u32,
+    pages_per_packet: u32,
+    receiver_out: *mut *mut QemuQplReceiver,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded(err_msg, err_msg_len, || {
+        require(receiver_out, "receiver_out")?;
+        let receiver = Receiver::new(channel_config(channel, page_size, pages_per_packet))?;
+        put(
+            receiver_out,
+            Box::into_raw(Box::new(QemuQplReceiver { receiver })),
+        );
+        Ok(())
+    })
+}
+
+/// Frees a receiver. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn qemu_qpl_receiver_free(receiver: *mut QemuQplReceiver) {
+    if !receiver.is_null() {
+        // SAFETY: a non-null receiver comes from `qemu_qpl_receiver_new` (the
+        // header's contract) and is not used again after this call.
+        drop(unsafe { Box::from_raw(receiver) });
+    }
+}
+
+/// Step 1 of receiving a packet: checks the normal page count and the payload
+/// size (`next_packet_size`) from multifd's packet header, and says where to
+/// read the length array (`*lengths_buf`, `*lengths_len` bytes: 4 per page).
+/// For `page_count == 0` the length is 0 and the packet is complete.
+#[no_mangle]
+pub extern "C" fn qemu_qpl_recv_begin(
+    receiver: *mut QemuQplReceiver,
+    page_count: u32,
+    payload_size: u64,
+    lengths_buf: *mut *mut u8,
+    lengths_len: *mut usize,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded(err_msg, err_msg_len, || {
+        let receiver = &mut object(receiver, "receiver")?.receiver;
+        require(lengths_buf, "lengths_buf")?;
+        require(lengths_len, "lengths_len")?;
+        let buffer = receiver.begin(page_count, payload_size)?;
+        put(lengths_buf, buffer.as_mut_ptr());
+        put(lengths_len, buffer.len());
+        Ok(())
+    })
+}
+
+/// Step 2: checks the big-endian lengths now in the step 1 buffer (each at
+/// most a page, none zero, their sum matching the payload) and says where to
+/// read the pages' bytes (`*data_buf`, `*data_len` bytes).
+#[no_mangle]
+pub extern "C" fn qemu_qpl_recv_lengths(
+    receiver: *mut QemuQplReceiver,
+    data_buf: *mut *mut u8,
+    data_len: *mut usize,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded(err_msg, err_msg_len, || {
+        let receiver = &mut object(receiver, "receiver")?.receiver;
+        require(data_buf, "data_buf")?;
+        require(data_len, "data_len")?;
+        let buffer = receiver.accept_lengths()?;
+        put(data_buf, buffer.as_mut_ptr());
+        put(data_len, buffer.len());
+        Ok(())
+    })
+}
+
+/// Step 3: inflates (or copies, for raw pages) each page of the packet into
+/// `dest_pages[i]`, each pointing at one writable page that overlaps no other
+/// and none of the receiver's buffers. `page_count` must equal step 1's count.
+/// Nothing is written outside the destination pages. On error the pages from
+/// the failing one on hold unspecified bytes and the migration must fail.
+#[no_mangle]
+pub extern "C" fn qemu_qpl_recv_pages(
+    receiver: *mut QemuQplReceiver,
+    dest_pages: *const *mut u8,
+    page_count: u32,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded(err_msg, err_msg_len, || {
+        let receiver = &mut object(receiver, "receiver")?.receiver;
+        let pending = receiver.pending_pages();
+        if page_count != pending || pending == 0 {
+            return Err(Error::invalid(format!(
+                "{page_count} destination pages given for a packet of {pending} pages in progress"
+            )));
+        }
+        require(dest_pages, "dest_pages")?;
+        let page_size = receiver.config().page_size as usize;
+        for index in 0..page_count as usize {
+            // SAFETY: the array holds `page_count` pointers (caller's contract).
+            let dest = unsafe { *dest_pages.add(index) };
+            if dest.is_null() {
+                receiver.finish();
+                return Err(Error::invalid(format!(
+                    "destination page pointer {index} is NULL"
+                )));
+            }
+            // SAFETY: non-null; the caller promises a writable page of
+            // `page_size` bytes that nothing else references during the call.
+            // One page slice exists at a time, so overlapping pages from a
+            // faulty caller still create no aliasing `&mut`.
+            let page = unsafe { std::slice::from_raw_parts_mut(dest, page_size) };
+            receiver.decode_page(index, page)?;
+        }
+        receiver.finish();
+        Ok(())
+    })
+}

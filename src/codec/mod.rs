@@ -1,0 +1,48 @@
+//! Raw DEFLATE (RFC 1951) for one page at a time.
+//!
+//! The encoder and the decoder are allocated once per multifd channel and
+//! reset per page, so the per-packet path allocates nothing.
+
+mod decode;
+mod encode;
+
+pub use decode::PageDecoder;
+pub use encode::PageEncoder;
+
+/// How hard the encoder works. Every level emits standard raw DEFLATE that any
+/// decoder (Intel QPL, IAA, zlib, ...) reads; levels differ only in speed and ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Fastest: the level for the live-migration path.
+    Fast,
+    /// Tighter output at a lower speed, for bandwidth-bound links.
+    Strong,
+}
+
+impl Level {
+    /// The ABI's level numbers: 0 selects the default.
+    pub fn from_abi(level: u32) -> Option<Level> {
+        match level {
+            0 | 1 => Some(Level::Fast),
+            2 => Some(Level::Strong),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Fast => "fast",
+            Level::Strong => "strong",
+        }
+    }
+}
+
+/// Why a stream failed to inflate to exactly one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeFault {
+    Corrupt(&'static str),
+    Truncated,
+    PastEnd,
+    Short { produced: usize },
+    TrailingBytes { extra: usize },
+}

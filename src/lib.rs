@@ -1,0 +1,16 @@
+//! qemu-qpl: the `qpl` multifd compression method of QEMU live migration.
+//!
+//! Guest pages are compressed one at a time into raw DEFLATE and framed
+//! exactly as upstream QEMU's `migration/multifd-qpl.c` frames them, so a QEMU
+//! built on this library and one built on Intel QPL migrate to each other.
+//! QEMU reaches the library through the C ABI in [`abi`].
+
+pub mod abi;
+pub mod channel;
+pub mod codec;
+pub mod error;
+pub mod wire;
+
+pub use channel::{ChannelConfig, PageSource, PreparedPacket, Receiver, Segment, Sender};
+pub use codec::Level;
+pub use error::{Error, ErrorKind, PacketFault};
