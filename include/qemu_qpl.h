@@ -75,6 +75,9 @@ const char *qemu_qpl_version(void);
 // On success `*sender_out` holds the new object, to be freed with
 // `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
 // `err_msg_len` bytes; may be NULL when `err_msg_len` is 0).
+//
+// # Safety
+// `sender_out` must be valid for a pointer write; `err_msg` must hold `err_msg_len` bytes.
 QemuQplStatus qemu_qpl_sender_new(uint32_t channel,
                                   uint32_t page_size,
                                   uint32_t pages_per_packet,
@@ -84,6 +87,9 @@ QemuQplStatus qemu_qpl_sender_new(uint32_t channel,
                                   size_t err_msg_len);
 
 // Frees a sender. NULL is ignored. Iovecs from its last prepare become invalid.
+//
+// # Safety
+// `sender` is NULL or a live handle from `qemu_qpl_sender_new`, not used again.
 void qemu_qpl_sender_free(QemuQplSender *sender);
 
 // Compresses `page_count` pages into one packet body exactly as upstream
@@ -94,6 +100,9 @@ void qemu_qpl_sender_free(QemuQplSender *sender);
 // `*iov_count` and the body's total size to `*payload_size`. Raw pages point
 // at the caller's memory (no copy); the rest point into the sender and stay
 // valid until its next prepare or free. `page_count == 0` yields no iovecs.
+//
+// # Safety
+// `sender` is a live handle used by no other thread; `pages` holds `page_count` pointers each to `page_size` readable bytes; `iov` holds `iov_capacity` entries; `iov_count`, `payload_size` are writable; `err_msg` holds `err_msg_len` bytes.
 QemuQplStatus qemu_qpl_send_prepare(QemuQplSender *sender,
                                     const uint8_t *const *pages,
                                     uint32_t page_count,
@@ -107,6 +116,9 @@ QemuQplStatus qemu_qpl_send_prepare(QemuQplSender *sender,
 // Creates the receiver of multifd channel `channel`; the arguments are as for
 // `qemu_qpl_sender_new` (the receiver reads every level). Free it with
 // `qemu_qpl_receiver_free`.
+//
+// # Safety
+// `receiver_out` must be valid for a pointer write; `err_msg` must hold `err_msg_len` bytes.
 QemuQplStatus qemu_qpl_receiver_new(uint32_t channel,
                                     uint32_t page_size,
                                     uint32_t pages_per_packet,
@@ -115,12 +127,18 @@ QemuQplStatus qemu_qpl_receiver_new(uint32_t channel,
                                     size_t err_msg_len);
 
 // Frees a receiver. NULL is ignored.
+//
+// # Safety
+// `receiver` is NULL or a live handle from `qemu_qpl_receiver_new`, not used again.
 void qemu_qpl_receiver_free(QemuQplReceiver *receiver);
 
 // Step 1 of receiving a packet: checks the normal page count and the payload
 // size (`next_packet_size`) from multifd's packet header, and says where to
 // read the length array (`*lengths_buf`, `*lengths_len` bytes: 4 per page).
 // For `page_count == 0` the length is 0 and the packet is complete.
+//
+// # Safety
+// `receiver` is a live handle used by no other thread; the out-pointers are writable; `err_msg` holds `err_msg_len` bytes.
 QemuQplStatus qemu_qpl_recv_begin(QemuQplReceiver *receiver,
                                   uint32_t page_count,
                                   uint64_t payload_size,
@@ -132,6 +150,9 @@ QemuQplStatus qemu_qpl_recv_begin(QemuQplReceiver *receiver,
 // Step 2: checks the big-endian lengths now in the step 1 buffer (each at
 // most a page, none zero, their sum matching the payload) and says where to
 // read the pages' bytes (`*data_buf`, `*data_len` bytes).
+//
+// # Safety
+// As for `qemu_qpl_recv_begin`; the length array must have been written into step 1's buffer.
 QemuQplStatus qemu_qpl_recv_lengths(QemuQplReceiver *receiver,
                                     uint8_t **data_buf,
                                     size_t *data_len,
@@ -143,6 +164,9 @@ QemuQplStatus qemu_qpl_recv_lengths(QemuQplReceiver *receiver,
 // and none of the receiver's buffers. `page_count` must equal step 1's count.
 // Nothing is written outside the destination pages. On error the pages from
 // the failing one on hold unspecified bytes and the migration must fail.
+//
+// # Safety
+// `receiver` is a live handle used by no other thread; `dest_pages` holds `page_count` pointers, each to `page_size` writable bytes overlapping nothing else; `err_msg` holds `err_msg_len` bytes.
 QemuQplStatus qemu_qpl_recv_pages(QemuQplReceiver *receiver,
                                   uint8_t *const *dest_pages,
                                   uint32_t page_count,

@@ -186,8 +186,11 @@ pub extern "C" fn qemu_qpl_version() -> *const c_char {
 /// On success `*sender_out` holds the new object, to be freed with
 /// `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
 /// `err_msg_len` bytes; may be NULL when `err_msg_len` is 0).
+///
+/// # Safety
+/// `sender_out` must be valid for a pointer write; `err_msg` must hold `err_msg_len` bytes.
 #[no_mangle]
-pub extern "C" fn qemu_qpl_sender_new(
+pub unsafe extern "C" fn qemu_qpl_sender_new(
     channel: u32,
     page_size: u32,
     pages_per_packet: u32,
@@ -210,8 +213,11 @@ pub extern "C" fn qemu_qpl_sender_new(
 }
 
 /// Frees a sender. NULL is ignored. Iovecs from its last prepare become invalid.
+///
+/// # Safety
+/// `sender` is NULL or a live handle from `qemu_qpl_sender_new`, not used again.
 #[no_mangle]
-pub extern "C" fn qemu_qpl_sender_free(sender: *mut QemuQplSender) {
+pub unsafe extern "C" fn qemu_qpl_sender_free(sender: *mut QemuQplSender) {
     if !sender.is_null() {
         // SAFETY: a non-null sender comes from `qemu_qpl_sender_new` (the
         // header's contract) and is not used again after this call.
@@ -227,9 +233,12 @@ pub extern "C" fn qemu_qpl_sender_free(sender: *mut QemuQplSender) {
 /// `*iov_count` and the body's total size to `*payload_size`. Raw pages point
 /// at the caller's memory (no copy); the rest point into the sender and stay
 /// valid until its next prepare or free. `page_count == 0` yields no iovecs.
+///
+/// # Safety
+/// `sender` is a live handle used by no other thread; `pages` holds `page_count` pointers each to `page_size` readable bytes; `iov` holds `iov_capacity` entries; `iov_count`, `payload_size` are writable; `err_msg` holds `err_msg_len` bytes.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn qemu_qpl_send_prepare(
+pub unsafe extern "C" fn qemu_qpl_send_prepare(
     sender: *mut QemuQplSender,
     pages: *const *const u8,
     page_count: u32,
@@ -278,8 +287,11 @@ pub extern "C" fn qemu_qpl_send_prepare(
 /// Creates the receiver of multifd channel `channel`; the arguments are as for
 /// `qemu_qpl_sender_new` (the receiver reads every level). Free it with
 /// `qemu_qpl_receiver_free`.
+///
+/// # Safety
+/// `receiver_out` must be valid for a pointer write; `err_msg` must hold `err_msg_len` bytes.
 #[no_mangle]
-pub extern "C" fn qemu_qpl_receiver_new(
+pub unsafe extern "C" fn qemu_qpl_receiver_new(
     channel: u32,
     page_size: u32,
     pages_per_packet: u32,
@@ -299,8 +311,11 @@ pub extern "C" fn qemu_qpl_receiver_new(
 }
 
 /// Frees a receiver. NULL is ignored.
+///
+/// # Safety
+/// `receiver` is NULL or a live handle from `qemu_qpl_receiver_new`, not used again.
 #[no_mangle]
-pub extern "C" fn qemu_qpl_receiver_free(receiver: *mut QemuQplReceiver) {
+pub unsafe extern "C" fn qemu_qpl_receiver_free(receiver: *mut QemuQplReceiver) {
     if !receiver.is_null() {
         // SAFETY: a non-null receiver comes from `qemu_qpl_receiver_new` (the
         // header's contract) and is not used again after this call.
@@ -312,8 +327,11 @@ pub extern "C" fn qemu_qpl_receiver_free(receiver: *mut QemuQplReceiver) {
 /// size (`next_packet_size`) from multifd's packet header, and says where to
 /// read the length array (`*lengths_buf`, `*lengths_len` bytes: 4 per page).
 /// For `page_count == 0` the length is 0 and the packet is complete.
+///
+/// # Safety
+/// `receiver` is a live handle used by no other thread; the out-pointers are writable; `err_msg` holds `err_msg_len` bytes.
 #[no_mangle]
-pub extern "C" fn qemu_qpl_recv_begin(
+pub unsafe extern "C" fn qemu_qpl_recv_begin(
     receiver: *mut QemuQplReceiver,
     page_count: u32,
     payload_size: u64,
@@ -336,8 +354,11 @@ pub extern "C" fn qemu_qpl_recv_begin(
 /// Step 2: checks the big-endian lengths now in the step 1 buffer (each at
 /// most a page, none zero, their sum matching the payload) and says where to
 /// read the pages' bytes (`*data_buf`, `*data_len` bytes).
+///
+/// # Safety
+/// As for `qemu_qpl_recv_begin`; the length array must have been written into step 1's buffer.
 #[no_mangle]
-pub extern "C" fn qemu_qpl_recv_lengths(
+pub unsafe extern "C" fn qemu_qpl_recv_lengths(
     receiver: *mut QemuQplReceiver,
     data_buf: *mut *mut u8,
     data_len: *mut usize,
@@ -360,8 +381,11 @@ pub extern "C" fn qemu_qpl_recv_lengths(
 /// and none of the receiver's buffers. `page_count` must equal step 1's count.
 /// Nothing is written outside the destination pages. On error the pages from
 /// the failing one on hold unspecified bytes and the migration must fail.
+///
+/// # Safety
+/// `receiver` is a live handle used by no other thread; `dest_pages` holds `page_count` pointers, each to `page_size` writable bytes overlapping nothing else; `err_msg` holds `err_msg_len` bytes.
 #[no_mangle]
-pub extern "C" fn qemu_qpl_recv_pages(
+pub unsafe extern "C" fn qemu_qpl_recv_pages(
     receiver: *mut QemuQplReceiver,
     dest_pages: *const *mut u8,
     page_count: u32,

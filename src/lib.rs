@@ -5,6 +5,8 @@
 //! built on this library and one built on Intel QPL migrate to each other.
 //! QEMU reaches the library through the C ABI in [`abi`].
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod abi;
 pub mod channel;
 pub mod codec;
