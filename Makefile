@@ -12,7 +12,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # (from `rustc --print native-static-libs` for x86_64-unknown-linux-gnu).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all build install header deps lint test c-test qemu-test demo-small bench-smoke check demo clean
+.PHONY: all build install header deps lint test c-test qemu-test demo-small bench bench-smoke check demo clean
 
 all: build
 
@@ -37,11 +37,21 @@ deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features bench -- -D warnings
 
 test:
 	bash tests/corpus.sh
-	QEMU_QPL_CORPUS=$(CACHE)/corpus/corpusA.bin $(CARGO) test --release
+	QEMU_QPL_CORPUS=$(CACHE)/corpus/corpusA.bin $(CARGO) test --release --workspace
+
+# The benchmark of issue #5: every codec over corpus A, medians of 5 runs.
+bench:
+	bash tests/corpus.sh >/dev/null
+	$(CARGO) run --release --features bench --bin qpl-bench -- $(CACHE)/corpus/corpusA.bin
+
+# The benchmark on a small real file, so that it cannot rot.
+bench-smoke:
+	head -c 8388608 $(CACHE)/corpus/corpusA.bin > $(CACHE)/bench-smoke.bin
+	$(CARGO) run --release --features bench --bin qpl-bench -- --reps 1 $(CACHE)/bench-smoke.bin
 
 c-test:
 	bash tests/c/run.sh
@@ -50,7 +60,7 @@ qemu-test:
 	bash tests/qemu/build-qemu.sh ours
 	bash tests/qemu/run-migration-test.sh
 
-check: deps lint test c-test qemu-test
+check: deps lint test c-test bench-smoke qemu-test
 	@echo "make check: all stages passed"
 
 clean:
