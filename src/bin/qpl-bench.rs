@@ -96,8 +96,11 @@ fn encode_all(codec: &mut dyn PageCodec, pages: &[&[u8]], encoded: &mut Encoded)
     start.elapsed()
 }
 
+/// One page decoder: compressed stream in, page out; returns the page length.
+type DecodeFn<'a> = dyn FnMut(&[u8], &mut [u8]) -> Result<usize, String> + 'a;
+
 fn decode_all(
-    decode: &mut dyn FnMut(&[u8], &mut [u8]) -> Result<usize, String>,
+    decode: &mut DecodeFn<'_>,
     pages: &[&[u8]],
     encoded: &Encoded,
     output: &mut [u8],

@@ -1,13 +1,308 @@
-//! The page decoder.
+//! The page decoder: inflates one raw DEFLATE stream into exactly one page.
+//!
+//! Table-driven: one lookup in a 2^10-entry table resolves a literal, a
+//! length with its extra bits, the end of block or a pointer into a
+//! subtable for the rare longer codewords. A 64-bit bit buffer is refilled
+//! once per symbol, which leaves enough bits for a whole match (length,
+//! extra bits, distance, extra bits). The fixed-Huffman tables (what Intel
+//! QPL sends with QEMU's flags) are built once per decoder.
 
-use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
-use miniz_oxide::inflate::TINFLStatus;
-
+use super::tables::{
+    fixed_litlen_lengths, DIST_BASE, DIST_EXTRA, DIST_SYMS, EOB, FIXED_DIST_LENGTHS, LEN_BASE,
+    LEN_EXTRA, LITLEN_SYMS, MAX_CODE_LEN, MAX_PRECODE_LEN, PRECODE_ORDER,
+};
 use super::DecodeFault;
+
+// Entry layout (u32):
+//   bits 0..8    bits to consume: codeword length plus extra bits (for a
+//                subtable pointer: the main table's index bits)
+//   bits 8..12   codeword length (for a subtable pointer: the subtable's bits)
+//   bit  12      end of block
+//   bit  13      subtable pointer
+//   bit  14      exceptional: end of block, subtable pointer or invalid
+//   bit  15      literal
+//   bits 16..32  literal byte, length base, distance base, precode symbol or
+//                subtable start
+const F_EOB: u32 = 1 << 12;
+const F_SUB: u32 = 1 << 13;
+const F_EXC: u32 = 1 << 14;
+const F_LIT: u32 = 1 << 15;
+/// An entry no valid codeword reaches (incomplete code, or symbols 286/287,
+/// 30/31).
+const INVALID: u32 = F_EXC;
+
+const LITLEN_BITS: u32 = 10;
+const DIST_BITS: u32 = 8;
+const PRECODE_BITS: u32 = MAX_PRECODE_LEN as u32;
+
+/// Room for the main table plus a subtable for every symbol, the most an
+/// (even incomplete) code can need.
+const LITLEN_TABLE_LEN: usize = (1 << LITLEN_BITS) + (LITLEN_SYMS << (15 - LITLEN_BITS));
+const DIST_TABLE_LEN: usize = (1 << DIST_BITS) + (DIST_SYMS << (15 - DIST_BITS));
+const PRECODE_TABLE_LEN: usize = 1 << PRECODE_BITS;
+// Fixed-size so that masked main-table indexes need no bounds check.
+type LitlenTable = [u32; LITLEN_TABLE_LEN];
+type DistTable = [u32; DIST_TABLE_LEN];
+
+/// Longest match DEFLATE can express.
+const MAX_MATCH: usize = 258;
+
+const fn litlen_info() -> [u32; LITLEN_SYMS] {
+    let mut info = [INVALID; LITLEN_SYMS];
+    let mut s = 0;
+    while s < 256 {
+        info[s] = F_LIT | ((s as u32) << 16);
+        s += 1;
+    }
+    info[EOB] = F_EXC | F_EOB;
+    let mut i = 0;
+    while i < 29 {
+        info[257 + i] = ((LEN_BASE[i] as u32) << 16) | LEN_EXTRA[i] as u32;
+        i += 1;
+    }
+    info
+}
+
+const fn dist_info() -> [u32; DIST_SYMS] {
+    let mut info = [INVALID; DIST_SYMS];
+    let mut i = 0;
+    while i < 30 {
+        info[i] = ((DIST_BASE[i] as u32) << 16) | DIST_EXTRA[i] as u32;
+        i += 1;
+    }
+    info
+}
+
+const fn precode_info() -> [u32; 19] {
+    let mut info = [0u32; 19];
+    let mut i = 0;
+    while i < 19 {
+        info[i] = (i as u32) << 16;
+        i += 1;
+    }
+    info
+}
+
+static LITLEN_INFO: [u32; LITLEN_SYMS] = litlen_info();
+static DIST_INFO: [u32; DIST_SYMS] = dist_info();
+static PRECODE_INFO: [u32; 19] = precode_info();
+
+/// Builds a decode table for the code with codeword lengths `lens` (symbol i
+/// has length lens[i], 0 = unused). Over-subscribed codes are rejected;
+/// incomplete ones are accepted, the unreachable entries being INVALID.
+fn build_table(
+    lens: &[u8],
+    info: &[u32],
+    table: &mut [u32],
+    table_bits: u32,
+) -> Result<(), DecodeFault> {
+    let mut count = [0u16; MAX_CODE_LEN + 1];
+    for &l in lens {
+        count[(l as usize) & 15] += 1;
+    }
+    count[0] = 0;
+    let mut left: i32 = 1;
+    for &c in &count[1..] {
+        left = (left << 1) - c as i32;
+        if left < 0 {
+            return Err(DecodeFault::Corrupt("over-subscribed Huffman code"));
+        }
+    }
+    let mut offs = [0u16; MAX_CODE_LEN + 2];
+    for l in 1..=MAX_CODE_LEN {
+        offs[l + 1] = offs[l] + count[l];
+    }
+    let mut sorted = [0u16; LITLEN_SYMS];
+    for (s, &l) in lens.iter().enumerate() {
+        if l != 0 {
+            let l = (l as usize) & 15;
+            sorted[offs[l] as usize] = s as u16;
+            offs[l] += 1;
+        }
+    }
+    let used = offs[MAX_CODE_LEN + 1] as usize;
+    let main_len = 1usize << table_bits;
+    if left != 0 {
+        table[..main_len].fill(INVALID);
+    }
+    let mut remaining = count;
+    let mut code: u32 = 0;
+    let mut cur_len: u32 = 1;
+    let mut next_sub = main_len;
+    let mut sub_prefix = usize::MAX;
+    let mut sub_start = 0usize;
+    let mut sub_bits = 0u32;
+    for &sym in &sorted[..used] {
+        let sym = sym as usize;
+        let len = lens[sym] as u32;
+        if len > cur_len {
+            code <<= len - cur_len;
+            cur_len = len;
+        }
+        let rev = (code.reverse_bits() >> (32 - len)) as usize;
+        code += 1;
+        remaining[len as usize] -= 1;
+        if len <= table_bits {
+            let entry = info[sym] + (len << 8) + len;
+            let step = 1usize << len;
+            let mut j = rev;
+            while j < main_len {
+                table[j] = entry;
+                j += step;
+            }
+        } else {
+            let prefix = rev & (main_len - 1);
+            if prefix != sub_prefix {
+                // A new subtable: as deep as the longest codeword sharing
+                // this prefix, found by filling the prefix's code space.
+                sub_prefix = prefix;
+                sub_bits = len - table_bits;
+                let mut space = remaining[len as usize] as u32 + 1;
+                while space < (1 << sub_bits) && table_bits + sub_bits < MAX_CODE_LEN as u32 {
+                    sub_bits += 1;
+                    space = (space << 1) + count[(table_bits + sub_bits) as usize] as u32;
+                }
+                sub_start = next_sub;
+                next_sub += 1 << sub_bits;
+                if next_sub > table.len() {
+                    return Err(DecodeFault::Corrupt("Huffman table overflow"));
+                }
+                if left != 0 {
+                    table[sub_start..next_sub].fill(INVALID);
+                }
+                table[prefix] =
+                    F_EXC | F_SUB | ((sub_start as u32) << 16) | (sub_bits << 8) | table_bits;
+            }
+            let cl = len - table_bits;
+            let entry = info[sym] + (cl << 8) + cl;
+            let step = 1usize << cl;
+            let size = 1usize << sub_bits;
+            let mut j = rev >> table_bits;
+            while j < size {
+                table[sub_start + j] = entry;
+                j += step;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bit reader over the whole stream. Past the end it feeds zero bytes and
+/// counts them, so that any use of them reports a truncated stream.
+struct Bits<'a> {
+    input: &'a [u8],
+    pos: usize,
+    overrun: usize,
+    buf: u64,
+    count: u32,
+}
+
+impl<'a> Bits<'a> {
+    #[inline(always)]
+    fn new(input: &'a [u8]) -> Self {
+        Bits {
+            input,
+            pos: 0,
+            overrun: 0,
+            buf: 0,
+            count: 0,
+        }
+    }
+
+    /// Brings the buffer to at least 56 bits.
+    #[inline(always)]
+    fn refill(&mut self) -> Result<(), DecodeFault> {
+        if let Some(chunk) = self.input.get(self.pos..self.pos + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            // The bits above `count` may already hold the next bytes, at the
+            // very place this puts them again: or-ing is idempotent.
+            self.buf |= word << self.count;
+            self.pos += (63 - self.count as usize) >> 3;
+            self.count |= 56;
+            Ok(())
+        } else {
+            self.refill_slow()
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill_slow(&mut self) -> Result<(), DecodeFault> {
+        if self.overrun * 8 > self.count as usize {
+            // Bits past the end of the stream were consumed.
+            return Err(DecodeFault::Truncated);
+        }
+        while self.count <= 56 {
+            if let Some(&b) = self.input.get(self.pos) {
+                self.buf |= (b as u64) << self.count;
+                self.pos += 1;
+            } else {
+                self.overrun += 1;
+            }
+            self.count += 8;
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn peek(&self, n: u32) -> u32 {
+        (self.buf & ((1u64 << n) - 1)) as u32
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.buf >>= n;
+        self.count -= n;
+    }
+
+    #[inline(always)]
+    fn take(&mut self, n: u32) -> u32 {
+        let v = self.peek(n);
+        self.consume(n);
+        v
+    }
+
+    /// Bits consumed so far, counting any past the end of the stream.
+    fn consumed_bits(&self) -> usize {
+        (self.pos + self.overrun) * 8 - self.count as usize
+    }
+
+    fn over_consumed(&self) -> bool {
+        self.consumed_bits() > self.input.len() * 8
+    }
+
+    /// Reports a fault, as truncation when the decoder ran past the input.
+    fn fault(&self, fault: DecodeFault) -> DecodeFault {
+        if self.over_consumed() {
+            DecodeFault::Truncated
+        } else {
+            fault
+        }
+    }
+
+    /// Skips to the next byte boundary and empties the buffer, returning the
+    /// byte position reached.
+    fn align(&mut self) -> Result<usize, DecodeFault> {
+        let bits = self.consumed_bits().div_ceil(8) * 8;
+        if bits > self.input.len() * 8 {
+            return Err(DecodeFault::Truncated);
+        }
+        self.pos = bits / 8;
+        self.overrun = 0;
+        self.buf = 0;
+        self.count = 0;
+        Ok(self.pos)
+    }
+}
 
 /// Inflates raw DEFLATE streams into exactly one page each.
 pub struct PageDecoder {
-    decompressor: Box<DecompressorOxide>,
+    litlen: Box<LitlenTable>,
+    dist: Box<DistTable>,
+    fixed_litlen: Box<LitlenTable>,
+    fixed_dist: Box<DistTable>,
+    precode: [u32; PRECODE_TABLE_LEN],
+    lens: [u8; LITLEN_SYMS + DIST_SYMS],
 }
 
 impl Default for PageDecoder {
@@ -18,33 +313,449 @@ impl Default for PageDecoder {
 
 impl PageDecoder {
     pub fn new() -> Self {
+        let mut fixed_litlen = Box::new([INVALID; LITLEN_TABLE_LEN]);
+        let mut fixed_dist = Box::new([INVALID; DIST_TABLE_LEN]);
+        let fixed_lens = fixed_litlen_lengths();
+        // The fixed codes are complete and valid: building them cannot fail.
+        let built = build_table(
+            &fixed_lens,
+            &LITLEN_INFO,
+            &mut fixed_litlen[..],
+            LITLEN_BITS,
+        )
+        .and_then(|()| {
+            build_table(
+                &FIXED_DIST_LENGTHS,
+                &DIST_INFO,
+                &mut fixed_dist[..],
+                DIST_BITS,
+            )
+        });
+        debug_assert!(built.is_ok());
         PageDecoder {
-            decompressor: Box::default(),
+            litlen: Box::new([INVALID; LITLEN_TABLE_LEN]),
+            dist: Box::new([INVALID; DIST_TABLE_LEN]),
+            fixed_litlen,
+            fixed_dist,
+            precode: [INVALID; PRECODE_TABLE_LEN],
+            lens: [0; LITLEN_SYMS + DIST_SYMS],
         }
     }
 
     /// Inflates `stream` into `page`, which it must fill exactly. Writes only
     /// inside `page`; on error the page's content is unspecified.
     pub fn decode(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
-        self.decompressor.init();
-        // No zlib header, the whole stream is here, and `page` is the entire
-        // output window (no ring buffer).
-        let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
-        let (status, consumed, produced) =
-            decompress(&mut self.decompressor, stream, page, 0, flags);
-        match status {
-            TINFLStatus::Done if produced != page.len() => Err(DecodeFault::Short { produced }),
-            TINFLStatus::Done if consumed != stream.len() => Err(DecodeFault::TrailingBytes {
-                extra: stream.len() - consumed,
-            }),
-            TINFLStatus::Done => Ok(()),
-            TINFLStatus::HasMoreOutput => Err(DecodeFault::PastEnd),
-            TINFLStatus::NeedsMoreInput | TINFLStatus::FailedCannotMakeProgress => {
-                Err(DecodeFault::Truncated)
+        let mut bits = Bits::new(stream);
+        let mut out = 0usize;
+        loop {
+            bits.refill()?;
+            let header = bits.take(3);
+            let result = match header >> 1 {
+                0 => stored_block(&mut bits, page, &mut out),
+                1 => huffman_block(
+                    &mut bits,
+                    page,
+                    &mut out,
+                    &self.fixed_litlen,
+                    &self.fixed_dist,
+                ),
+                2 => match self.read_dynamic_header(&mut bits) {
+                    Ok(()) => huffman_block(&mut bits, page, &mut out, &self.litlen, &self.dist),
+                    Err(e) => Err(e),
+                },
+                _ => Err(DecodeFault::Corrupt("reserved block type")),
+            };
+            if let Err(fault) = result {
+                return Err(bits.fault(fault));
             }
-            TINFLStatus::BadParam => Err(DecodeFault::Corrupt("invalid decoder parameters")),
-            TINFLStatus::Adler32Mismatch => Err(DecodeFault::Corrupt("checksum mismatch")),
-            TINFLStatus::Failed => Err(DecodeFault::Corrupt("invalid block or Huffman code")),
+            if header & 1 != 0 {
+                break;
+            }
         }
+        let consumed = bits.consumed_bits();
+        if consumed > stream.len() * 8 {
+            return Err(DecodeFault::Truncated);
+        }
+        if out != page.len() {
+            return Err(DecodeFault::Short { produced: out });
+        }
+        let used = consumed.div_ceil(8);
+        if used < stream.len() {
+            return Err(DecodeFault::TrailingBytes {
+                extra: stream.len() - used,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads a dynamic block's code descriptions and builds its tables.
+    fn read_dynamic_header(&mut self, bits: &mut Bits) -> Result<(), DecodeFault> {
+        bits.refill()?;
+        let hlit = bits.take(5) as usize + 257;
+        let hdist = bits.take(5) as usize + 1;
+        let hclen = bits.take(4) as usize + 4;
+        if hlit > 286 || hdist > 30 {
+            return Err(DecodeFault::Corrupt("too many length or distance codes"));
+        }
+        let mut precode_lens = [0u8; 19];
+        for (i, &sym) in PRECODE_ORDER[..hclen].iter().enumerate() {
+            if i == 8 {
+                bits.refill()?;
+            }
+            precode_lens[sym] = bits.take(3) as u8;
+        }
+        build_table(
+            &precode_lens,
+            &PRECODE_INFO,
+            &mut self.precode,
+            PRECODE_BITS,
+        )?;
+
+        let total = hlit + hdist;
+        let lens = &mut self.lens;
+        let mut i = 0;
+        while i < total {
+            bits.refill()?;
+            let entry = self.precode[bits.peek(PRECODE_BITS) as usize];
+            if entry & F_EXC != 0 {
+                return Err(DecodeFault::Corrupt("invalid code-length code"));
+            }
+            bits.consume(entry & 0xff);
+            let sym = (entry >> 16) as u8;
+            let (value, repeat) = match sym {
+                0..=15 => {
+                    lens[i] = sym;
+                    i += 1;
+                    continue;
+                }
+                16 => {
+                    if i == 0 {
+                        return Err(DecodeFault::Corrupt("repeat of no previous length"));
+                    }
+                    (lens[i - 1], 3 + bits.take(2) as usize)
+                }
+                17 => (0, 3 + bits.take(3) as usize),
+                _ => (0, 11 + bits.take(7) as usize),
+            };
+            if i + repeat > total {
+                return Err(DecodeFault::Corrupt("code lengths overflow"));
+            }
+            lens[i..i + repeat].fill(value);
+            i += repeat;
+        }
+        // Distance lengths follow the literal/length ones in `lens`.
+        let mut dist_lens = [0u8; DIST_SYMS];
+        dist_lens[..hdist].copy_from_slice(&lens[hlit..hlit + hdist]);
+        build_table(&dist_lens, &DIST_INFO, &mut self.dist[..], DIST_BITS)?;
+        lens[hlit..LITLEN_SYMS].fill(0);
+        build_table(
+            &lens[..LITLEN_SYMS],
+            &LITLEN_INFO,
+            &mut self.litlen[..],
+            LITLEN_BITS,
+        )
+    }
+}
+
+fn stored_block(bits: &mut Bits, page: &mut [u8], out: &mut usize) -> Result<(), DecodeFault> {
+    let pos = bits.align()?;
+    let input = bits.input;
+    let header = input.get(pos..pos + 4).ok_or(DecodeFault::Truncated)?;
+    let len = u16::from_le_bytes([header[0], header[1]]);
+    let nlen = u16::from_le_bytes([header[2], header[3]]);
+    if len != !nlen {
+        return Err(DecodeFault::Corrupt("stored block length check"));
+    }
+    let len = len as usize;
+    let data = input
+        .get(pos + 4..pos + 4 + len)
+        .ok_or(DecodeFault::Truncated)?;
+    let dest = page.get_mut(*out..*out + len).ok_or(DecodeFault::PastEnd)?;
+    dest.copy_from_slice(data);
+    *out += len;
+    bits.pos = pos + 4 + len;
+    Ok(())
+}
+
+/// Decodes the symbols of one Huffman block up to its end-of-block code.
+#[inline(always)]
+fn huffman_block(
+    bits: &mut Bits,
+    page: &mut [u8],
+    out: &mut usize,
+    litlen: &LitlenTable,
+    dist: &DistTable,
+) -> Result<(), DecodeFault> {
+    let mut pos = *out;
+    let result = huffman_loop(bits, page, &mut pos, litlen, dist);
+    *out = pos;
+    result
+}
+
+#[inline(always)]
+fn huffman_loop(
+    bits: &mut Bits,
+    page: &mut [u8],
+    out: &mut usize,
+    litlen: &LitlenTable,
+    dist: &DistTable,
+) -> Result<(), DecodeFault> {
+    const LL_MASK: u64 = (1 << LITLEN_BITS) - 1;
+    const D_MASK: u64 = (1 << DIST_BITS) - 1;
+    let input = bits.input;
+    let page_len = page.len();
+    let mut pos = *out;
+
+    // Fast loop: while 8 input bytes can be read and a whole match (plus the
+    // word copy's overshoot) fits in the page, no bound can be hit, so the
+    // only exits are the end of block and corrupt codes.
+    if bits.overrun == 0 {
+        let mut ip = bits.pos;
+        let mut buf = bits.buf;
+        let mut cnt = bits.count;
+        let mut result = None;
+        while ip + 8 <= input.len() && pos + MAX_MATCH + 8 <= page_len {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&input[ip..ip + 8]);
+            buf |= u64::from_le_bytes(w) << cnt;
+            ip += (63 - cnt as usize) >> 3;
+            cnt |= 56;
+
+            let mut entry = litlen[(buf & LL_MASK) as usize];
+            if entry & F_LIT != 0 {
+                // Up to three literals per refill: 3 x 15 bits <= 56.
+                buf >>= entry & 0xff;
+                cnt -= entry & 0xff;
+                page[pos] = (entry >> 16) as u8;
+                pos += 1;
+                entry = litlen[(buf & LL_MASK) as usize];
+                if entry & F_LIT != 0 {
+                    buf >>= entry & 0xff;
+                    cnt -= entry & 0xff;
+                    page[pos] = (entry >> 16) as u8;
+                    pos += 1;
+                    entry = litlen[(buf & LL_MASK) as usize];
+                    if entry & F_LIT != 0 {
+                        buf >>= entry & 0xff;
+                        cnt -= entry & 0xff;
+                        page[pos] = (entry >> 16) as u8;
+                        pos += 1;
+                        continue;
+                    }
+                }
+                // A length needs up to 48 bits: refill again.
+                if cnt < 48 {
+                    continue;
+                }
+            }
+            if entry & F_SUB != 0 {
+                buf >>= LITLEN_BITS;
+                cnt -= LITLEN_BITS;
+                let sub =
+                    (entry >> 16) as usize + (buf & ((1 << ((entry >> 8) & 15)) - 1)) as usize;
+                entry = litlen[sub];
+                if entry & F_LIT != 0 {
+                    buf >>= entry & 0xff;
+                    cnt -= entry & 0xff;
+                    page[pos] = (entry >> 16) as u8;
+                    pos += 1;
+                    continue;
+                }
+            }
+            if entry & F_EXC != 0 {
+                if entry & F_EOB != 0 {
+                    buf >>= entry & 0xff;
+                    cnt -= entry & 0xff;
+                    result = Some(Ok(()));
+                } else {
+                    result = Some(Err(DecodeFault::Corrupt("invalid literal/length code")));
+                }
+                break;
+            }
+            let total = entry & 0xff;
+            let len = (entry >> 16) as usize
+                + ((buf & ((1u64 << total) - 1)) >> ((entry >> 8) & 15)) as usize;
+            buf >>= total;
+            cnt -= total;
+
+            let mut entry = dist[(buf & D_MASK) as usize];
+            if entry & F_SUB != 0 {
+                buf >>= DIST_BITS;
+                cnt -= DIST_BITS;
+                let sub =
+                    (entry >> 16) as usize + (buf & ((1 << ((entry >> 8) & 15)) - 1)) as usize;
+                entry = dist[sub];
+            }
+            if entry & F_EXC != 0 {
+                result = Some(Err(DecodeFault::Corrupt("invalid distance code")));
+                break;
+            }
+            let total = entry & 0xff;
+            let d = (entry >> 16) as usize
+                + ((buf & ((1u64 << total) - 1)) >> ((entry >> 8) & 15)) as usize;
+            buf >>= total;
+            cnt -= total;
+            if d > pos {
+                result = Some(Err(DecodeFault::Corrupt("distance too far back")));
+                break;
+            }
+            copy_match_fast(page, pos, d, len);
+            pos += len;
+        }
+        bits.pos = ip;
+        bits.buf = buf;
+        bits.count = cnt;
+        if let Some(r) = result {
+            *out = pos;
+            return r;
+        }
+    }
+
+    // Careful loop for the stream's and the page's last bytes.
+    let mut b = Bits {
+        input,
+        pos: bits.pos,
+        overrun: bits.overrun,
+        buf: bits.buf,
+        count: bits.count,
+    };
+    let result = loop {
+        if let Err(e) = b.refill() {
+            break Err(e);
+        }
+        let mut entry = litlen[(b.buf & LL_MASK) as usize];
+        if entry & F_SUB != 0 {
+            b.consume(LITLEN_BITS);
+            let sub = (entry >> 16) as usize + b.peek((entry >> 8) & 15) as usize;
+            entry = litlen[sub];
+        }
+        if entry & F_LIT != 0 {
+            b.consume(entry & 0xff);
+            if pos >= page_len {
+                break Err(DecodeFault::PastEnd);
+            }
+            page[pos] = (entry >> 16) as u8;
+            pos += 1;
+            continue;
+        }
+        if entry & F_EXC != 0 {
+            if entry & F_EOB != 0 {
+                b.consume(entry & 0xff);
+                break Ok(());
+            }
+            break Err(DecodeFault::Corrupt("invalid literal/length code"));
+        }
+        let total = entry & 0xff;
+        let len = (entry >> 16) as usize + (b.peek(total) >> ((entry >> 8) & 15)) as usize;
+        b.consume(total);
+
+        let mut entry = dist[(b.buf & D_MASK) as usize];
+        if entry & F_SUB != 0 {
+            b.consume(DIST_BITS);
+            let sub = (entry >> 16) as usize + b.peek((entry >> 8) & 15) as usize;
+            entry = dist[sub];
+        }
+        if entry & F_EXC != 0 {
+            break Err(DecodeFault::Corrupt("invalid distance code"));
+        }
+        let total = entry & 0xff;
+        let d = (entry >> 16) as usize + (b.peek(total) >> ((entry >> 8) & 15)) as usize;
+        b.consume(total);
+        if d > pos {
+            break Err(DecodeFault::Corrupt("distance too far back"));
+        }
+        if len > page_len - pos {
+            break Err(DecodeFault::PastEnd);
+        }
+        copy_match(page, pos, d, len);
+        pos += len;
+    };
+    bits.pos = b.pos;
+    bits.overrun = b.overrun;
+    bits.buf = b.buf;
+    bits.count = b.count;
+    *out = pos;
+    result
+}
+
+/// copy_match when pos + len + 8 <= page.len() is known.
+#[inline(always)]
+fn copy_match_fast(page: &mut [u8], pos: usize, dist: usize, len: usize) {
+    let src = pos - dist;
+    if dist >= 8 {
+        let end = pos + len;
+        let mut s = src;
+        let mut d = pos;
+        while d < end {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&page[s..s + 8]);
+            page[d..d + 8].copy_from_slice(&w);
+            s += 8;
+            d += 8;
+        }
+    } else if dist == 1 {
+        let byte = page[src];
+        page[pos..pos + len].fill(byte);
+    } else {
+        for i in 0..len {
+            page[pos + i] = page[src + i];
+        }
+    }
+}
+
+/// Copies `len` bytes from `dist` back to `pos`, LZ77-style (overlap repeats).
+/// The caller checked dist <= pos and pos + len <= page.len().
+#[inline(always)]
+fn copy_match(page: &mut [u8], pos: usize, dist: usize, len: usize) {
+    let src = pos - dist;
+    if dist >= 8 && pos + len + 8 <= page.len() {
+        // Word copies, each reading bytes already final; may write up to 7
+        // bytes past the match, inside the page, overwritten later.
+        let end = pos + len;
+        let mut s = src;
+        let mut d = pos;
+        while d < end {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&page[s..s + 8]);
+            page[d..d + 8].copy_from_slice(&w);
+            s += 8;
+            d += 8;
+        }
+    } else if dist == 1 {
+        let byte = page[src];
+        page[pos..pos + len].fill(byte);
+    } else {
+        for i in 0..len {
+            page[pos + i] = page[src + i];
+        }
+    }
+}
+
+// A refill leaves 56 bits: a whole match (litlen codeword with its
+// subtable, length extra bits, distance codeword, distance extra bits) fits:
+// 15 + 5 + 15 + 13 = 48 bits.
+const _: () = assert!(MAX_MATCH == LEN_BASE[28] as usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_subscribed_codes_fail_incomplete_ones_decode_as_invalid() {
+        let mut table = [0u32; DIST_TABLE_LEN];
+        assert!(build_table(&[1, 1, 1], &DIST_INFO[..3], &mut table, DIST_BITS).is_err());
+        assert!(build_table(&[1, 0, 0], &DIST_INFO[..3], &mut table, DIST_BITS).is_ok());
+        // Codeword 0 (length 1) is symbol 0; the other half is unreachable.
+        assert_eq!(table[0] & F_EXC, 0);
+        assert_eq!(table[1], INVALID);
+        // 15-bit codewords land in subtables.
+        let mut lens = [0u8; 30];
+        for (i, l) in lens.iter_mut().enumerate().take(15) {
+            *l = i as u8 + 1;
+        }
+        lens[15] = 15;
+        assert!(build_table(&lens, &DIST_INFO, &mut table, DIST_BITS).is_ok());
+        let last = (1usize << DIST_BITS) - 1;
+        assert_ne!(table[last] & F_SUB, 0);
     }
 }

@@ -1,37 +1,789 @@
-//! The page encoder.
+//! The page encoder: one page into one raw DEFLATE stream of a single block.
+//!
+//! The matcher (greedy on a one-entry hash table for `Fast`, lazy on hash
+//! chains for `Strong`) turns the page into literals and matches while
+//! counting symbol frequencies. Then the exact size of the block is computed
+//! for a dynamic code, the fixed code and a stored block, and the smallest is
+//! written, if it fits.
 
-use miniz_oxide::deflate::core::{
-    compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+use super::huffman::{build_codes, build_lengths};
+use super::tables::{
+    fixed_litlen_lengths, DIST_BASE, DIST_EXTRA, DIST_SYMS, EOB, LEN_BASE, LEN_EXTRA, LITLEN_SYMS,
+    MAX_CODE_LEN, MAX_PRECODE_LEN, PRECODE_ORDER, WINDOW,
 };
-
 use super::Level;
+
+const MIN_MATCH: usize = 4;
+const MAX_MATCH: usize = 258;
+/// Litlen symbols an encoder may use (286 and 287 are reserved).
+const LL_USED: usize = 286;
+/// Distance symbols an encoder may use.
+const D_USED: usize = 30;
+
+const FAST_HASH_BITS: u32 = 12;
+const STRONG_HASH_BITS: u32 = 14;
+
+/// Items: a literal is its byte; a match is MATCH | len << 16 | dist.
+const MATCH: u32 = 1 << 31;
+
+const fn len_sym_table() -> [u8; MAX_MATCH + 1] {
+    let mut t = [0u8; MAX_MATCH + 1];
+    let mut code = 0;
+    while code < 29 {
+        let base = LEN_BASE[code] as usize;
+        let mut k = 0;
+        while k < (1 << LEN_EXTRA[code]) && base + k <= MAX_MATCH {
+            t[base + k] = code as u8;
+            k += 1;
+        }
+        code += 1;
+    }
+    // 258 has its own code, not 284 with extra bits 31.
+    t[MAX_MATCH] = 28;
+    t
+}
+
+const fn dist_sym_table() -> [u8; 512] {
+    let mut t = [0u8; 512];
+    let mut code = 0;
+    while code < 30 {
+        let base = DIST_BASE[code] as usize;
+        let mut k = 0;
+        while k < (1 << DIST_EXTRA[code]) {
+            let d1 = base + k - 1;
+            if d1 < 256 {
+                t[d1] = code as u8;
+            } else {
+                t[256 + (d1 >> 7)] = code as u8;
+            }
+            k += 1;
+        }
+        code += 1;
+    }
+    t
+}
+
+const fn ll_extra_table() -> [u8; LITLEN_SYMS] {
+    let mut t = [0u8; LITLEN_SYMS];
+    let mut i = 0;
+    while i < 29 {
+        t[257 + i] = LEN_EXTRA[i];
+        i += 1;
+    }
+    t
+}
+
+const fn d_extra_table() -> [u8; DIST_SYMS] {
+    let mut t = [0u8; DIST_SYMS];
+    let mut i = 0;
+    while i < 30 {
+        t[i] = DIST_EXTRA[i];
+        i += 1;
+    }
+    t
+}
+
+const fn fixed_codes<const N: usize>(lens: [u8; N]) -> [u16; N] {
+    let mut count = [0u32; 16];
+    let mut i = 0;
+    while i < N {
+        count[lens[i] as usize] += 1;
+        i += 1;
+    }
+    count[0] = 0;
+    let mut next = [0u32; 16];
+    let mut code = 0u32;
+    let mut l = 1;
+    while l < 16 {
+        code = (code + count[l - 1]) << 1;
+        next[l] = code;
+        l += 1;
+    }
+    let mut codes = [0u16; N];
+    let mut s = 0;
+    while s < N {
+        let l = lens[s] as u32;
+        let v = next[l as usize];
+        next[l as usize] += 1;
+        codes[s] = (v.reverse_bits() >> (32 - l)) as u16;
+        s += 1;
+    }
+    codes
+}
+
+static LEN_SYM: [u8; MAX_MATCH + 1] = len_sym_table();
+static DIST_SYM: [u8; 512] = dist_sym_table();
+static LL_EXTRA: [u8; LITLEN_SYMS] = ll_extra_table();
+static D_EXTRA: [u8; DIST_SYMS] = d_extra_table();
+static FIXED_LL_LENS: [u8; LITLEN_SYMS] = fixed_litlen_lengths();
+static FIXED_LL_CODES: [u16; LITLEN_SYMS] = fixed_codes(fixed_litlen_lengths());
+static FIXED_D_LENS: [u8; DIST_SYMS] = [5; DIST_SYMS];
+static FIXED_D_CODES: [u16; DIST_SYMS] = fixed_codes([5u8; DIST_SYMS]);
+
+#[inline(always)]
+fn dist_sym(dist: usize) -> usize {
+    let d1 = dist - 1;
+    if d1 < 256 {
+        DIST_SYM[d1] as usize
+    } else {
+        DIST_SYM[256 + ((d1 >> 7) & 255)] as usize
+    }
+}
+
+#[inline(always)]
+fn read32(p: &[u8], i: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&p[i..i + 4]);
+    u32::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn read64(p: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&p[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn hash(word: u32, bits: u32) -> usize {
+    (word.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
+}
+
+/// How many bytes at `a` and `b` (a < b) agree, up to `max`.
+#[inline(always)]
+fn extend(p: &[u8], a: usize, b: usize, max: usize) -> usize {
+    let mut l = 0;
+    while l + 8 <= max {
+        let x = read64(p, a + l) ^ read64(p, b + l);
+        if x != 0 {
+            return l + (x.trailing_zeros() / 8) as usize;
+        }
+        l += 8;
+    }
+    while l < max && p[a + l] == p[b + l] {
+        l += 1;
+    }
+    l
+}
+
+/// LSB-first bit writer into the caller's buffer.
+struct Writer<'a> {
+    out: &'a mut [u8],
+    pos: usize,
+    buf: u64,
+    count: u32,
+}
+
+impl<'a> Writer<'a> {
+    fn new(out: &'a mut [u8]) -> Self {
+        Writer {
+            out,
+            pos: 0,
+            buf: 0,
+            count: 0,
+        }
+    }
+
+    /// Adds `n` bits; the caller flushes before the buffer could exceed 64.
+    #[inline(always)]
+    fn put(&mut self, bits: u32, n: u32) {
+        self.buf |= (bits as u64) << self.count;
+        self.count += n;
+    }
+
+    /// Writes out the whole bytes; leaves at most 7 bits buffered.
+    #[inline(always)]
+    fn flush(&mut self) {
+        let bytes = (self.count >> 3) as usize;
+        if let Some(dst) = self.out.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&self.buf.to_le_bytes());
+        } else {
+            let tail = self.buf.to_le_bytes();
+            for (k, &b) in tail.iter().enumerate().take(bytes) {
+                if let Some(d) = self.out.get_mut(self.pos + k) {
+                    *d = b;
+                }
+            }
+        }
+        self.pos += bytes;
+        self.buf = if bytes == 8 {
+            0
+        } else {
+            self.buf >> (bytes * 8)
+        };
+        self.count &= 7;
+    }
+
+    fn finish(mut self) -> usize {
+        self.flush();
+        if self.count > 0 {
+            if let Some(d) = self.out.get_mut(self.pos) {
+                *d = self.buf as u8;
+            }
+            self.pos += 1;
+        }
+        self.pos
+    }
+}
 
 /// Compresses single pages into raw DEFLATE, reusing its state between pages.
 pub struct PageEncoder {
-    compressor: Box<CompressorOxide>,
+    level: Level,
+    /// Hash heads: page position + `base`, so older pages' entries read as
+    /// empty without clearing the table.
+    head: Box<[u32]>,
+    /// Hash chains (Strong): previous position with the same hash, tagged.
+    prev: Vec<u32>,
+    base: u32,
+    items: Vec<u32>,
+    ll_freq: [u32; LITLEN_SYMS],
+    d_freq: [u32; DIST_SYMS],
+    ll_lens: [u8; LITLEN_SYMS],
+    d_lens: [u8; DIST_SYMS],
+    ll_codes: [u16; LITLEN_SYMS],
+    d_codes: [u16; DIST_SYMS],
+}
+
+/// A dynamic block's header, ready to write.
+struct DynHeader {
+    hlit: usize,
+    hdist: usize,
+    hclen: usize,
+    pre_lens: [u8; 19],
+    pre_codes: [u16; 19],
+    /// Code-length symbols: symbol | extra value << 8.
+    rle: [u16; LITLEN_SYMS + DIST_SYMS],
+    rle_len: usize,
+    bits: u64,
 }
 
 impl PageEncoder {
     pub fn new(level: Level) -> Self {
-        let miniz_level = match level {
-            Level::Fast => 1,
-            Level::Strong => 6,
+        let hash_bits = match level {
+            Level::Fast => FAST_HASH_BITS,
+            Level::Strong => STRONG_HASH_BITS,
         };
-        // Negative window bits select raw DEFLATE: no zlib header or trailer,
-        // which is what upstream's Intel QPL jobs produce and expect.
-        let flags = create_comp_flags_from_zip_params(miniz_level, -15, 0);
         PageEncoder {
-            compressor: Box::new(CompressorOxide::new(flags)),
+            level,
+            head: vec![0u32; 1 << hash_bits].into_boxed_slice(),
+            prev: Vec::new(),
+            base: 1,
+            items: Vec::new(),
+            ll_freq: [0; LITLEN_SYMS],
+            d_freq: [0; DIST_SYMS],
+            ll_lens: [0; LITLEN_SYMS],
+            d_lens: [0; DIST_SYMS],
+            ll_codes: [0; LITLEN_SYMS],
+            d_codes: [0; DIST_SYMS],
         }
     }
 
     /// Compresses `page` into `out`. Returns the stream's length, or `None` when
     /// the whole stream does not fit in `out` (the caller then sends the page raw).
     pub fn encode(&mut self, page: &[u8], out: &mut [u8]) -> Option<usize> {
-        self.compressor.reset();
-        let (status, consumed, written) =
-            compress(&mut self.compressor, page, out, TDEFLFlush::Finish);
-        // Anything but Done means output was still pending when `out` filled up.
-        (status == TDEFLStatus::Done && consumed == page.len()).then_some(written)
+        let n = page.len();
+        if self.items.len() < n + 1 {
+            self.items.resize(n + 1, 0);
+        }
+        self.ll_freq = [0; LITLEN_SYMS];
+        self.d_freq = [0; DIST_SYMS];
+        let count = if is_uniform(page) {
+            self.match_uniform(page)
+        } else {
+            match self.level {
+                Level::Fast => self.match_fast(page),
+                Level::Strong => self.match_strong(page),
+            }
+        };
+        self.ll_freq[EOB] += 1;
+        self.write_block(page, count, out)
+    }
+
+    /// Starts a page: a fresh tag base for the hash table.
+    fn next_base(&mut self, n: usize) -> u32 {
+        let need = n as u64 + 1;
+        if self.base as u64 + 2 * need >= u32::MAX as u64 {
+            self.head.fill(0);
+            self.base = 1;
+        } else {
+            self.base += n as u32 + 1;
+        }
+        self.base
+    }
+
+    /// A page of one repeated byte: a literal, then distance-1 matches.
+    fn match_uniform(&mut self, page: &[u8]) -> usize {
+        let n = page.len();
+        let items = &mut self.items;
+        let mut k = 0;
+        if n == 0 {
+            return 0;
+        }
+        let b = page[0];
+        items[k] = b as u32;
+        k += 1;
+        self.ll_freq[b as usize] += 1;
+        let mut rem = n - 1;
+        while rem >= 3 {
+            let len = if rem <= MAX_MATCH {
+                rem
+            } else if rem - MAX_MATCH >= 3 {
+                MAX_MATCH
+            } else {
+                rem - 3
+            };
+            items[k] = MATCH | ((len as u32) << 16) | 1;
+            k += 1;
+            self.ll_freq[257 + LEN_SYM[len] as usize] += 1;
+            self.d_freq[0] += 1;
+            rem -= len;
+        }
+        for _ in 0..rem {
+            items[k] = b as u32;
+            k += 1;
+            self.ll_freq[b as usize] += 1;
+        }
+        k
+    }
+
+    /// Greedy matching on a one-entry hash table; returns the item count.
+    fn match_fast(&mut self, page: &[u8]) -> usize {
+        const SKIP_SHIFT: u32 = 5;
+        let n = page.len();
+        let base = self.next_base(n);
+        // A fixed size lets the masked hash index go unchecked; the table
+        // has at least this many entries at every level.
+        let head: &mut [u32; 1 << FAST_HASH_BITS] =
+            match (&mut self.head[..1 << FAST_HASH_BITS]).try_into() {
+                Ok(h) => h,
+                Err(_) => return 0,
+            };
+        let items = &mut self.items[..];
+        let ll_freq = &mut self.ll_freq;
+        let d_freq = &mut self.d_freq;
+        let mut k = 0;
+        let mut i = 0;
+        if n > MIN_MATCH {
+            let last = n - MIN_MATCH;
+            let mut anchor = 0;
+            while i <= last {
+                let cur = read32(page, i);
+                let h = hash(cur, FAST_HASH_BITS);
+                let cand = head[h];
+                head[h] = base + i as u32;
+                if cand >= base {
+                    let c = (cand - base) as usize;
+                    if i - c <= WINDOW && read32(page, c) == cur {
+                        let max = (n - i).min(MAX_MATCH);
+                        let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
+                        items[k] = MATCH | ((len as u32) << 16) | (i - c) as u32;
+                        k += 1;
+                        ll_freq[257 + LEN_SYM[len] as usize] += 1;
+                        d_freq[dist_sym(i - c)] += 1;
+                        let end = i + len;
+                        if end - 2 <= last {
+                            let p = end - 2;
+                            head[hash(read32(page, p), FAST_HASH_BITS)] = base + p as u32;
+                        }
+                        i = end;
+                        anchor = end;
+                        continue;
+                    }
+                }
+                let step = 1 + ((i - anchor) >> SKIP_SHIFT);
+                let stop = (i + step).min(n);
+                while i < stop {
+                    let b = page[i];
+                    items[k] = b as u32;
+                    k += 1;
+                    ll_freq[b as usize] += 1;
+                    i += 1;
+                }
+            }
+        }
+        while i < n {
+            let b = page[i];
+            items[k] = b as u32;
+            k += 1;
+            ll_freq[b as usize] += 1;
+            i += 1;
+        }
+        k
+    }
+
+    /// Lazy matching on hash chains; returns the item count.
+    fn match_strong(&mut self, page: &[u8]) -> usize {
+        const DEPTH: u32 = 6;
+        const NICE: usize = 32;
+        const LAZY_DEPTH: u32 = 3;
+        let n = page.len();
+        let base = self.next_base(n);
+        if self.prev.len() < n {
+            self.prev.resize(n, 0);
+        }
+        let head = &mut self.head[..];
+        let prev = &mut self.prev[..];
+        let items = &mut self.items[..];
+        let ll_freq = &mut self.ll_freq;
+        let d_freq = &mut self.d_freq;
+        let mut k = 0;
+        let mut i = 0;
+        if n > MIN_MATCH {
+            let last = n - MIN_MATCH;
+            let mut inserted;
+            let insert = |head: &mut [u32], prev: &mut [u32], p: usize| -> u32 {
+                let h = hash(read32(page, p), STRONG_HASH_BITS);
+                let cand = head[h];
+                prev[p] = cand;
+                head[h] = base + p as u32;
+                cand
+            };
+            while i <= last {
+                let cand = insert(head, prev, i);
+                inserted = i + 1;
+                let (mut len, mut dist) =
+                    longest(page, prev, cand, base, i, DEPTH, NICE, MIN_MATCH - 1);
+                if len < MIN_MATCH {
+                    let b = page[i];
+                    items[k] = b as u32;
+                    k += 1;
+                    ll_freq[b as usize] += 1;
+                    i += 1;
+                    continue;
+                }
+                while len < NICE && i < last {
+                    let cand = insert(head, prev, i + 1);
+                    inserted = i + 2;
+                    let (l2, d2) = longest(page, prev, cand, base, i + 1, LAZY_DEPTH, NICE, len);
+                    if l2 > len {
+                        let b = page[i];
+                        items[k] = b as u32;
+                        k += 1;
+                        ll_freq[b as usize] += 1;
+                        i += 1;
+                        len = l2;
+                        dist = d2;
+                    } else {
+                        break;
+                    }
+                }
+                items[k] = MATCH | ((len as u32) << 16) | dist as u32;
+                k += 1;
+                ll_freq[257 + LEN_SYM[len] as usize] += 1;
+                d_freq[dist_sym(dist)] += 1;
+                let end = i + len;
+                let stop = end.min(last + 1);
+                while inserted < stop {
+                    insert(head, prev, inserted);
+                    inserted += 1;
+                }
+                i = end;
+            }
+        }
+        while i < n {
+            let b = page[i];
+            items[k] = b as u32;
+            k += 1;
+            ll_freq[b as usize] += 1;
+            i += 1;
+        }
+        k
+    }
+
+    /// Builds the dynamic code and its header, returning the header.
+    fn dynamic_header(&mut self) -> DynHeader {
+        build_lengths(
+            &self.ll_freq[..LL_USED],
+            MAX_CODE_LEN as u32,
+            &mut self.ll_lens[..LL_USED],
+        );
+        build_lengths(
+            &self.d_freq[..D_USED],
+            MAX_CODE_LEN as u32,
+            &mut self.d_lens[..D_USED],
+        );
+        let hlit = 257.max(
+            LL_USED
+                - self.ll_lens[..LL_USED]
+                    .iter()
+                    .rev()
+                    .take_while(|&&l| l == 0)
+                    .count(),
+        );
+        let hdist = 1.max(
+            D_USED
+                - self.d_lens[..D_USED]
+                    .iter()
+                    .rev()
+                    .take_while(|&&l| l == 0)
+                    .count(),
+        );
+        let mut all = [0u8; LITLEN_SYMS + DIST_SYMS];
+        all[..hlit].copy_from_slice(&self.ll_lens[..hlit]);
+        all[hlit..hlit + hdist].copy_from_slice(&self.d_lens[..hdist]);
+        let lens = &all[..hlit + hdist];
+
+        let mut h = DynHeader {
+            hlit,
+            hdist,
+            hclen: 4,
+            pre_lens: [0; 19],
+            pre_codes: [0; 19],
+            rle: [0; LITLEN_SYMS + DIST_SYMS],
+            rle_len: 0,
+            bits: 0,
+        };
+        let mut freq = [0u32; 19];
+        let mut k = 0;
+        let mut push = |sym: u16, extra: u16, freq: &mut [u32; 19]| {
+            h.rle[k] = sym | (extra << 8);
+            k += 1;
+            freq[sym as usize] += 1;
+        };
+        let mut i = 0;
+        while i < lens.len() {
+            let l = lens[i];
+            let mut run = 1;
+            while i + run < lens.len() && lens[i + run] == l {
+                run += 1;
+            }
+            i += run;
+            if l == 0 {
+                let mut r = run;
+                while r >= 11 {
+                    let t = r.min(138);
+                    push(18, (t - 11) as u16, &mut freq);
+                    r -= t;
+                }
+                if r >= 3 {
+                    push(17, (r - 3) as u16, &mut freq);
+                    r = 0;
+                }
+                for _ in 0..r {
+                    push(0, 0, &mut freq);
+                }
+            } else {
+                push(l as u16, 0, &mut freq);
+                let mut r = run - 1;
+                while r >= 3 {
+                    let t = r.min(6);
+                    push(16, (t - 3) as u16, &mut freq);
+                    r -= t;
+                }
+                for _ in 0..r {
+                    push(l as u16, 0, &mut freq);
+                }
+            }
+        }
+        h.rle_len = k;
+        build_lengths(&freq, MAX_PRECODE_LEN as u32, &mut h.pre_lens);
+        build_codes(&h.pre_lens, &mut h.pre_codes);
+        let mut hclen = 19;
+        while hclen > 4 && h.pre_lens[PRECODE_ORDER[hclen - 1]] == 0 {
+            hclen -= 1;
+        }
+        h.hclen = hclen;
+        let mut bits = 5 + 5 + 4 + 3 * hclen as u64;
+        const PRE_EXTRA: [u64; 3] = [2, 3, 7];
+        for (s, &f) in freq.iter().enumerate() {
+            let extra = if s >= 16 { PRE_EXTRA[s - 16] } else { 0 };
+            bits += f as u64 * (h.pre_lens[s] as u64 + extra);
+        }
+        h.bits = bits;
+        h
+    }
+
+    fn write_block(&mut self, page: &[u8], count: usize, out: &mut [u8]) -> Option<usize> {
+        let n = page.len();
+        // Extra bits are the same under any code.
+        let mut extra = 0u64;
+        let mut fixed = 3u64;
+        for ((&f, &e), &l) in self.ll_freq[..LL_USED]
+            .iter()
+            .zip(&LL_EXTRA)
+            .zip(&FIXED_LL_LENS)
+        {
+            extra += f as u64 * e as u64;
+            fixed += f as u64 * l as u64;
+        }
+        for (&f, &e) in self.d_freq[..D_USED].iter().zip(&D_EXTRA) {
+            extra += f as u64 * e as u64;
+            fixed += f as u64 * 5;
+        }
+        fixed += extra;
+        let header = self.dynamic_header();
+        let mut dynamic = 3 + header.bits + extra;
+        for (&f, &l) in self.ll_freq[..LL_USED].iter().zip(&self.ll_lens) {
+            dynamic += f as u64 * l as u64;
+        }
+        for (&f, &l) in self.d_freq[..D_USED].iter().zip(&self.d_lens) {
+            dynamic += f as u64 * l as u64;
+        }
+        let fixed_bytes = fixed.div_ceil(8) as usize;
+        let dynamic_bytes = dynamic.div_ceil(8) as usize;
+        let stored_bytes = n + 5 * n.div_ceil(65535).max(1);
+        let best = fixed_bytes.min(dynamic_bytes).min(stored_bytes);
+        if best > out.len() {
+            return None;
+        }
+        let items = &self.items[..count];
+        let written = if stored_bytes == best {
+            write_stored(page, out)
+        } else if dynamic_bytes == best {
+            build_codes(&self.ll_lens, &mut self.ll_codes);
+            build_codes(&self.d_lens, &mut self.d_codes);
+            let mut w = Writer::new(out);
+            w.put(1 | (2 << 1), 3);
+            w.put((header.hlit - 257) as u32, 5);
+            w.put((header.hdist - 1) as u32, 5);
+            w.put((header.hclen - 4) as u32, 4);
+            for &s in &PRECODE_ORDER[..header.hclen] {
+                w.put(header.pre_lens[s] as u32, 3);
+                w.flush();
+            }
+            const PRE_EXTRA: [u32; 3] = [2, 3, 7];
+            for &item in &header.rle[..header.rle_len] {
+                let sym = (item & 0xff) as usize;
+                w.put(header.pre_codes[sym] as u32, header.pre_lens[sym] as u32);
+                if sym >= 16 {
+                    w.put((item >> 8) as u32, PRE_EXTRA[sym - 16]);
+                }
+                w.flush();
+            }
+            write_items(
+                w,
+                items,
+                &self.ll_codes,
+                &self.ll_lens,
+                &self.d_codes,
+                &self.d_lens,
+            )
+        } else {
+            let mut w = Writer::new(out);
+            w.put(1 | (1 << 1), 3);
+            write_items(
+                w,
+                items,
+                &FIXED_LL_CODES,
+                &FIXED_LL_LENS,
+                &FIXED_D_CODES,
+                &FIXED_D_LENS,
+            )
+        };
+        debug_assert_eq!(written, best);
+        Some(written)
+    }
+}
+
+/// Whether every byte of `page` is the same.
+fn is_uniform(page: &[u8]) -> bool {
+    let Some(&first) = page.first() else {
+        return true;
+    };
+    let word = u64::from_ne_bytes([first; 8]);
+    let mut chunks = page.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        if u64::from_ne_bytes(w) != word {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b == first)
+}
+
+fn write_stored(page: &[u8], out: &mut [u8]) -> usize {
+    let mut pos = 0;
+    let mut chunks = page.chunks(65535).peekable();
+    if page.is_empty() {
+        out[..5].copy_from_slice(&[1, 0, 0, 0xff, 0xff]);
+        return 5;
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        let len = chunk.len() as u16;
+        out[pos] = last as u8;
+        out[pos + 1..pos + 3].copy_from_slice(&len.to_le_bytes());
+        out[pos + 3..pos + 5].copy_from_slice(&(!len).to_le_bytes());
+        out[pos + 5..pos + 5 + chunk.len()].copy_from_slice(chunk);
+        pos += 5 + chunk.len();
+    }
+    pos
+}
+
+#[inline(always)]
+fn write_items(
+    mut w: Writer,
+    items: &[u32],
+    ll_codes: &[u16; LITLEN_SYMS],
+    ll_lens: &[u8; LITLEN_SYMS],
+    d_codes: &[u16; DIST_SYMS],
+    d_lens: &[u8; DIST_SYMS],
+) -> usize {
+    for &item in items {
+        if item & MATCH == 0 {
+            let b = item as usize & 255;
+            w.put(ll_codes[b] as u32, ll_lens[b] as u32);
+        } else {
+            let len = ((item >> 16) & 511) as usize;
+            let dist = (item & 0xffff) as usize;
+            let ls = LEN_SYM[len] as usize;
+            w.put(ll_codes[257 + ls] as u32, ll_lens[257 + ls] as u32);
+            w.put((len - LEN_BASE[ls] as usize) as u32, LEN_EXTRA[ls] as u32);
+            let ds = dist_sym(dist);
+            w.put(d_codes[ds] as u32, d_lens[ds] as u32);
+            w.put(
+                (dist - DIST_BASE[ds] as usize) as u32,
+                DIST_EXTRA[ds] as u32,
+            );
+        }
+        w.flush();
+    }
+    w.put(ll_codes[EOB] as u32, ll_lens[EOB] as u32);
+    w.finish()
+}
+
+/// The longest match at `i` better than `best`, following the chain from
+/// `cand` for at most `depth` candidates. Returns (length, distance).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn longest(
+    page: &[u8],
+    prev: &[u32],
+    mut cand: u32,
+    base: u32,
+    i: usize,
+    mut depth: u32,
+    nice: usize,
+    mut best: usize,
+) -> (usize, usize) {
+    let max = (page.len() - i).min(MAX_MATCH);
+    let mut best_dist = 0;
+    if best >= max {
+        return (0, 0);
+    }
+    let cur = read32(page, i);
+    while cand >= base && depth > 0 {
+        let c = (cand - base) as usize;
+        if i - c > WINDOW {
+            break;
+        }
+        if page[c + best] == page[i + best] && read32(page, c) == cur {
+            let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
+            if len > best {
+                best = len;
+                best_dist = i - c;
+                if len >= nice || len >= max {
+                    break;
+                }
+            }
+        }
+        cand = prev[c];
+        depth -= 1;
+    }
+    if best_dist == 0 {
+        (0, 0)
+    } else {
+        (best, best_dist)
     }
 }

@@ -5,6 +5,8 @@
 
 mod decode;
 mod encode;
+mod huffman;
+mod tables;
 
 pub use decode::PageDecoder;
 pub use encode::PageEncoder;
