@@ -8,11 +8,22 @@ CACHE ?= $(or $(QEMU_QPL_CACHE),/var/tmp/qemu-qpl)
 export QEMU_QPL_CACHE := $(CACHE)
 CARGO ?= cargo
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# The C ABI's major version: the SONAME (build.rs) is libqemu_qpl.so.$(ABI_MAJOR).
+ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # What Rust's standard library needs when the static library is linked into C
 # (from `rustc --print native-static-libs` for x86_64-unknown-linux-gnu).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all build install header deps lint test c-test qemu-test demo-small bench bench-smoke check demo clean
+.PHONY: all build install header deps corpus lint test c-test qemu-build qemu-test \
+	interop-test demo demo-small bench bench-smoke check clean
+
+PYTHON ?= python3
+DEMO := $(PYTHON) tests/migration/qpl-demo.py
+# `make demo DEMO_ARGS="--size 4G --repeat 3"` passes options to the demo.
+DEMO_ARGS ?=
+QPL_CASE := /x86_64/migration/multifd/tcp/plain/qpl
+OURS_BIN := $(CACHE)/qemu-build/ours/qemu-system-x86_64
+INTEL_BIN := $(CACHE)/qemu-build/intel-qpl/qemu-system-x86_64
 
 all: build
 
@@ -22,7 +33,9 @@ build:
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/qemu_qpl.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 target/release/libqemu_qpl.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 target/release/libqemu_qpl.so $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(VERSION)
+	ln -sfn libqemu_qpl.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(ABI_MAJOR)
+	ln -sfn libqemu_qpl.so.$(ABI_MAJOR) $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so
 	install -m 644 target/release/libqemu_qpl.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' meson/qemu-qpl.pc.in \
@@ -34,6 +47,9 @@ header:
 
 deps:
 	bash tests/setup-deps.sh
+
+corpus:
+	bash tests/corpus.sh >/dev/null
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -56,11 +72,35 @@ bench-smoke:
 c-test:
 	bash tests/c/run.sh
 
-qemu-test:
+# Both QEMU 10.2.2 builds: patched on this library, and upstream on Intel QPL.
+qemu-build:
 	bash tests/qemu/build-qemu.sh ours
+	bash tests/qemu/build-qemu.sh intel-qpl
+
+# Issue #3: QEMU's own migration-test, qpl, zstd and none cases, on our build.
+qemu-test: qemu-build
 	bash tests/qemu/run-migration-test.sh
 
-check: deps lint test c-test bench-smoke qemu-test
+# Issue #6: wire compatibility with upstream QEMU on Intel QPL, both ways.
+# QEMU's migration-test qpl case across the pair (its guest keeps dirtying
+# memory, so pages are resent), then live migrations of a guest full of real
+# data at 2 and 4 channels with both sides' RAM hashed.
+interop-test: qemu-build corpus
+	bash tests/qemu/run-migration-test.sh ours --src $(OURS_BIN) --dst $(INTEL_BIN) $(QPL_CASE)
+	bash tests/qemu/run-migration-test.sh intel-qpl --src $(INTEL_BIN) --dst $(OURS_BIN) $(QPL_CASE)
+	$(DEMO) --size 256M --methods interop --channels 2,4
+
+# Issue #4, small: fails (non-zero exit) on any RAM mismatch.
+demo-small: qemu-build corpus
+	$(DEMO) --size 256M --methods none,qpl
+
+# The main job: 2 GiB guest, none, zlib, zstd, qpl (ours) and qpl (Intel QPL).
+demo: deps build corpus
+	bash tests/qemu/build-qemu.sh ours
+	bash tests/qemu/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
+	$(DEMO) $(DEMO_ARGS)
+
+check: deps lint test c-test bench-smoke qemu-test interop-test demo-small
 	@echo "make check: all stages passed"
 
 clean:
