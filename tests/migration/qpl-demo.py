@@ -1,0 +1,1125 @@
+#!/usr/bin/env python3
+"""qpl-demo: real multifd live migrations between two local QEMU processes.
+
+For every requested method this starts a source QEMU whose guest RAM is a
+prepared image (real files, then zeros), a destination QEMU waiting on
+127.0.0.1, migrates the paused guest with multifd, measures time, wire bytes
+and CPU of both processes, and proves that the destination's guest RAM equals
+the source's byte for byte (SHA-256 of both processes' RAM read from
+/proc/PID/mem).  One table of results goes to stdout.
+
+Standard library only.  See docs/demo.md for how to run and read it.
+"""
+
+import argparse
+import ctypes
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+PAGE = 4096
+REPO = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+CACHE = os.environ.get("QEMU_QPL_CACHE") or "/var/tmp/qemu-qpl"
+CORPUS_A = os.path.join(CACHE, "corpus", "corpusA.bin")
+SYSTEM_ROOTS = ["/usr/lib", "/usr/share", "/usr/bin", "/usr/sbin", "/usr/libexec", "/usr/include"]
+MAX_FILE_PART = 16 << 20  # at most 16 MiB from any one system file, so no file dominates
+IMAGE_FORMAT = 1          # bump when the image layout changes (part of the cache key)
+UNLIMITED_BW = 1 << 40    # "no cap": 1 TiB/s (QEMU's default cap is only 128 MiB/s)
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_UNSUPPORTED = 0, 1, 2, 3
+
+
+class DemoError(Exception):
+    """An error a person can act on; the message says what to do."""
+
+
+class Unsupported(DemoError):
+    """A QEMU binary lacks a compression method."""
+
+
+class QMPError(DemoError):
+    def __init__(self, cmd, cls, desc):
+        super().__init__("QMP %s failed: %s: %s" % (cmd, cls, desc))
+        self.cmd, self.cls, self.desc = cmd, cls, desc
+
+
+# ---------------------------------------------------------------- utilities
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def parse_size(text):
+    """'2G', '256M', '4096', '1.5G' -> bytes (binary units, like QEMU's -m)."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError("not a size: %r (use e.g. 256M, 2G)" % text)
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def parse_bandwidth(text):
+    if text.lower() in ("unlimited", "none", "0", "off"):
+        return None
+    return parse_size(text)
+
+
+def fmt_size(n):
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= (1 << shift) and n % (1 << shift) == 0:
+            return "%d%s" % (n >> shift, unit)
+    return str(n)
+
+
+def fmt_mib(n):
+    return "%.0f" % (n / 1048576.0)
+
+
+# ---------------------------------------------------------------- guest RAM image
+
+def ensure_corpus():
+    if os.path.exists(CORPUS_A) and os.path.exists(CORPUS_A + ".ok"):
+        return CORPUS_A
+    script = os.path.join(REPO, "tests", "corpus.sh")
+    log("corpus A missing; building it with %s (downloads pinned Debian packages once)" % script)
+    r = subprocess.run(["bash", script], stdout=subprocess.PIPE, timeout=3600)
+    if r.returncode != 0 or not os.path.exists(CORPUS_A):
+        raise DemoError("could not build corpus A with %s (exit %d)" % (script, r.returncode))
+    return CORPUS_A
+
+
+def system_files():
+    """Regular files under SYSTEM_ROOTS, each inode once, in a deterministic
+    order that mixes kinds of file: sorted by SHA-256 of the path."""
+    seen, out = set(), []
+    for root in SYSTEM_ROOTS:
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append((hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest(), path))
+    out.sort()
+    return [p for _, p in out]
+
+
+def image_paths(size, fill):
+    d = os.path.join(CACHE, "demo")
+    base = os.path.join(d, "guest-ram-v%d-%s-fill%03d" % (IMAGE_FORMAT, fmt_size(size), round(fill * 1000)))
+    return d, base + ".img", base + ".json", base + ".manifest"
+
+
+def prepare_image(size, fill, rebuild=False):
+    """Returns (path, info) of the cached guest RAM image, building it if needed."""
+    d, img, meta, manifest = image_paths(size, fill)
+    if not rebuild and os.path.exists(img) and os.path.exists(meta):
+        with open(meta) as f:
+            info = json.load(f)
+        if info.get("size") == size and os.path.getsize(img) == size:
+            return img, info
+    os.makedirs(d, exist_ok=True)
+    corpus = ensure_corpus()
+    data_len = int(size * fill) // PAGE * PAGE
+    log("building guest RAM image %s: %s, %.1f %% real data (%d MiB), the rest zero"
+        % (img, fmt_size(size), fill * 100, data_len >> 20))
+    h = hashlib.sha256()
+    tmp = "%s.tmp.%d" % (img, os.getpid())  # two builders at once must not share a file
+    mtmp = "%s.tmp.%d" % (manifest, os.getpid())
+    written, nfiles = 0, 0
+    chunk = 4 << 20
+    done = False
+    try:
+        with open(tmp, "wb") as out, open(mtmp, "w") as man:
+            def put(path, limit):
+                nonlocal written
+                start = written
+                try:
+                    with open(path, "rb") as f:
+                        while written < data_len and written - start < limit:
+                            buf = f.read(min(chunk, data_len - written, limit - (written - start)))
+                            if not buf:
+                                break
+                            out.write(buf)
+                            h.update(buf)
+                            written += len(buf)
+                except OSError:
+                    pass
+                if written > start:
+                    man.write("%d\t%d\t%s\n" % (start, written - start, path))
+                    return True
+                return False
+
+            put(corpus, data_len)
+            nfiles += 1
+            if written < data_len:
+                files = system_files()
+                if not files:
+                    raise DemoError("no readable files under %s to fill the image" % " ".join(SYSTEM_ROOTS))
+                rounds = 0
+                while written < data_len:
+                    before = written
+                    for p in files:
+                        if written >= data_len:
+                            break
+                        if put(p, MAX_FILE_PART):
+                            nfiles += 1
+                    rounds += 1
+                    if written == before:
+                        raise DemoError("could not read enough system files to fill the image")
+                if rounds > 1:
+                    log("note: the system files were used %d times over to fill the image" % rounds)
+            zeros = bytes(1 << 20)
+            left = size - written
+            while left:
+                n = min(left, len(zeros))
+                h.update(zeros[:n])
+                left -= n
+            out.truncate(size)  # zero tail, sparse
+        done = True
+    finally:
+        if not done:
+            for t in (tmp, mtmp):
+                try:
+                    os.unlink(t)
+                except OSError:
+                    pass
+    info = {"size": size, "fill": fill, "data_bytes": written, "files": nfiles,
+            "sha256": h.hexdigest(), "layout": "corpus A, then files from %s sorted by "
+            "SHA-256 of their path (at most %d MiB each), then zeros"
+            % (", ".join(SYSTEM_ROOTS), MAX_FILE_PART >> 20),
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    os.replace(mtmp, manifest)
+    os.replace(tmp, img)
+    with open(meta, "w") as f:
+        json.dump(info, f, indent=1)
+    log("image ready: %d files, sha256 %s" % (nfiles, info["sha256"]))
+    return img, info
+
+
+# ---------------------------------------------------------------- QMP client
+
+class QMP:
+    def __init__(self, path, timeout=30.0):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.events = []
+        self.greeting = self._read()
+        if "QMP" not in self.greeting:
+            raise DemoError("unexpected QMP greeting on %s: %r" % (path, self.greeting))
+        self.cmd("qmp_capabilities")
+
+    def _read(self, deadline=None):
+        while b"\n" not in self.buf:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout()
+                self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+            if not data:
+                raise DemoError("QEMU closed its QMP socket %s (did it exit?)" % self.path)
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd(self, name, timeout=30.0, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                resp = self._read(deadline)
+            except socket.timeout:
+                raise DemoError("QMP %s: no answer within %.0f s" % (name, timeout))
+            if "event" in resp:
+                self.events.append(resp)
+                continue
+            if "error" in resp:
+                raise QMPError(name, resp["error"].get("class"), resp["error"].get("desc"))
+            return resp.get("return")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- QEMU processes
+
+_children = []
+_libc = None
+
+
+def _die_with_parent():
+    # If this script is killed outright, the kernel kills its QEMUs too.
+    try:
+        if _libc is not None:
+            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def kill_all():
+    for p in list(_children):
+        if p.poll() is None:
+            try:
+                p.terminate()
+            except OSError:
+                pass
+    deadline = time.monotonic() + 5
+    for p in list(_children):
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        _children.remove(p)
+
+
+def tail(path, n=25):
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    | " + l for l in lines[-n:]) or "    | (empty)"
+
+
+class Qemu:
+    def __init__(self, role, binary, args, workdir):
+        self.role, self.binary = role, binary
+        self.sock = os.path.join(workdir, role + ".qmp")
+        self.logpath = os.path.join(workdir, role + ".log")
+        self.cmdline = [binary] + args + ["-qmp", "unix:%s,server=on,wait=off" % self.sock]
+        self.logf = open(self.logpath, "wb")
+        try:
+            self.proc = subprocess.Popen(self.cmdline, stdin=subprocess.DEVNULL, stdout=self.logf,
+                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                         start_new_session=True)  # Ctrl-C reaches only us; we stop them
+        except OSError as e:
+            raise DemoError("cannot start %s QEMU %s: %s" % (role, binary, e))
+        _children.append(self.proc)
+        self.pid = self.proc.pid
+        self.qmp = None
+
+    def connect(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise DemoError("%s QEMU exited with status %d while starting.\n  command: %s\n"
+                                "  its output:\n%s" % (self.role, self.proc.returncode,
+                                                      " ".join(self.cmdline), tail(self.logpath)))
+            if os.path.exists(self.sock):
+                try:
+                    self.qmp = QMP(self.sock)
+                    return self
+                except (ConnectionRefusedError, FileNotFoundError):
+                    pass
+            if time.monotonic() > deadline:
+                raise DemoError("%s QEMU did not open its QMP socket within %.0f s.\n  its output:\n%s"
+                                % (self.role, timeout, tail(self.logpath)))
+            time.sleep(0.05)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def died_msg(self):
+        return ("%s QEMU (pid %d) exited with status %s.\n  its output:\n%s"
+                % (self.role, self.pid, self.proc.returncode, tail(self.logpath)))
+
+    def cpu_seconds(self):
+        """utime+stime of the whole process (all threads) in seconds."""
+        with open("/proc/%d/stat" % self.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+    def stop(self):
+        if self.qmp:
+            try:
+                self.qmp.cmd("quit", timeout=5)
+            except Exception:
+                pass
+            self.qmp.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc in _children:
+            _children.remove(self.proc)
+        self.logf.close()
+
+
+def host_busy_seconds():
+    """CPU seconds all processes of the machine have used (busy time of /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def qpl_libraries(pid):
+    """Shared libraries with 'qpl' in their name mapped by a process, with a short hash:
+    which build of the library a run really used."""
+    libs = set()
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            for line in f:
+                parts = line.split(None, 5)
+                path = parts[5].strip() if len(parts) > 5 else ""
+                if "qpl" in os.path.basename(path) and ".so" in os.path.basename(path):
+                    libs.add(path)
+    except OSError:
+        return []
+    out = []
+    for path in sorted(libs):
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:12]
+            out.append("%s (sha256 %s, %s)" % (path, digest, time.strftime(
+                "%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(path)))))
+        except OSError:
+            out.append(path)
+    return out
+
+
+def kvm_usable():
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        return False, "/dev/kvm: %s" % e.strerror
+    os.close(fd)
+    return True, ""
+
+
+def resolve_binary(name):
+    """'ours', 'intel-qpl', 'system' or a path -> (path or None, label)."""
+    if name in ("ours", "intel-qpl"):
+        return os.path.join(CACHE, "qemu-build", name, "qemu-system-x86_64"), name
+    if name == "system":
+        return shutil.which("qemu-system-x86_64"), "system"
+    return os.path.abspath(name), os.path.basename(os.path.dirname(os.path.abspath(name))) or name
+
+
+def firmware_dir():
+    d = os.path.join(CACHE, "firmware")
+    if os.path.isdir(d) and os.listdir(d):
+        return d
+    own = os.path.join(CACHE, "demo", "firmware")
+    os.makedirs(own, exist_ok=True)
+    import glob
+    found = glob.glob("/usr/share/seabios/*.bin") + glob.glob("/usr/lib/ipxe/qemu/*.rom")
+    if not any(p.endswith("bios-256k.bin") for p in found):
+        raise DemoError("no firmware: %s is missing and /usr/share/seabios/bios-256k.bin is not "
+                        "installed (apt-get install seabios ipxe-qemu)" % d)
+    for p in found:
+        link = os.path.join(own, os.path.basename(p))
+        if not os.path.lexists(link):
+            os.symlink(p, link)
+    return own
+
+
+def multifd_methods(qmp):
+    """The multifd-compression values this QEMU accepts, from its QMP schema."""
+    schema = qmp.cmd("query-qmp-schema")
+    by_name = {e["name"]: e for e in schema}
+    for e in schema:
+        if e.get("meta-type") == "command" and e["name"] == "migrate-set-parameters":
+            args = by_name.get(e["arg-type"], {})
+            for m in args.get("members", []):
+                if m["name"] == "multifd-compression":
+                    t = by_name.get(m["type"], {})
+                    return list(t.get("values", []))
+    return None
+
+
+# ---------------------------------------------------------------- RAM verification
+
+def ram_block(q, size, image=None):
+    """(host address, length) of the guest RAM block of QEMU q."""
+    text = None
+    try:
+        text = q.qmp.cmd("x-query-ramblock")["human-readable-text"]
+    except QMPError:
+        text = q.qmp.cmd("human-monitor-command", **{"command-line": "info ramblock"})
+    blocks = []
+    for line in text.splitlines()[1:]:
+        tok = line.split()
+        hexes = re.findall(r"0x[0-9a-fA-F]+", line)
+        if not tok or len(hexes) < 3:
+            continue
+        used = int(hexes[1], 16)
+        hva = int(hexes[3], 16) if len(hexes) >= 4 else None
+        blocks.append((tok[0], used, hva))
+    pick = None
+    for want in ("ram0", "pc.ram"):
+        pick = pick or next((b for b in blocks if b[0] == want), None)
+    if pick is None and blocks:
+        pick = max(blocks, key=lambda b: b[1])
+    if pick is None:
+        raise DemoError("%s QEMU: no RAM block in x-query-ramblock output:\n%s" % (q.role, text))
+    name, used, hva = pick
+    if used != size:
+        raise DemoError("%s QEMU: RAM block %s is %d bytes, expected %d" % (q.role, name, used, size))
+    if hva is None:
+        hva = hva_from_maps(q.pid, size, image)  # QEMU before 9.x prints no HVA column
+    return hva, used
+
+
+def hva_from_maps(pid, size, image):
+    found = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            path = parts[5].strip() if len(parts) > 5 else ""
+            if hi - lo != size or not parts[1].startswith("rw"):
+                continue
+            if image is not None and path == os.path.realpath(image):
+                return lo
+            if image is None and path == "":
+                found.append(lo)
+    if len(found) == 1:
+        return found[0]
+    raise DemoError("cannot locate guest RAM of pid %d in /proc/%d/maps (candidates: %d); "
+                    "this QEMU prints no HVA in x-query-ramblock" % (pid, pid, len(found)))
+
+
+def read_mem(pid, addr, length, chunk=8 << 20):
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as f:
+        f.seek(addr)
+        left = length
+        while left:
+            buf = f.read(min(chunk, left))
+            if not buf:
+                raise DemoError("short read of /proc/%d/mem at 0x%x" % (pid, addr + length - left))
+            left -= len(buf)
+            yield buf
+
+
+def hash_mem(pid, addr, length, out, key):
+    try:
+        h = hashlib.sha256()
+        for buf in read_mem(pid, addr, length):
+            h.update(buf)
+        out[key] = h.hexdigest()
+    except Exception as e:  # reported by the caller
+        out[key] = e
+
+
+def diff_pages(a, b, length, limit=5):
+    """Counts differing 4 KiB pages between two (pid, addr) RAM views."""
+    ga, gb = read_mem(a[0], a[1], length), read_mem(b[0], b[1], length)
+    off, count, first = 0, 0, []
+    for x, y in zip(ga, gb):
+        if x != y:
+            for p in range(0, len(x), PAGE):
+                if x[p:p + PAGE] != y[p:p + PAGE]:
+                    count += 1
+                    if len(first) < limit:
+                        first.append(off + p)
+        off += len(x)
+    return count, first
+
+
+# ---------------------------------------------------------------- one migration
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Progress:
+    def __init__(self, label):
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def show(self, pct, wire, force=False):
+        now = time.monotonic()
+        if not force and now - self.last < (0.2 if self.tty else 2.0):
+            return
+        self.last = now
+        msg = "  %s: %5.1f %% of RAM transferred, %s MiB on the wire" % (self.label, pct, fmt_mib(wire))
+        if self.tty:
+            sys.stderr.write("\r" + msg + "\033[K")
+        else:
+            sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+    def done(self):
+        if self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def start_incoming(dst, port_opt):
+    """migrate-incoming on 127.0.0.1; returns the port. Retries on a taken port."""
+    tries = 1 if port_opt else 5
+    exit_on_error = True
+    last = None
+    for _ in range(tries):
+        port = port_opt or free_port()
+        uri = "tcp:127.0.0.1:%d" % port
+        args = {"uri": uri}
+        if exit_on_error:
+            args["exit-on-error"] = False  # keep the destination up to report errors
+        try:
+            dst.qmp.cmd("migrate-incoming", **args)
+            return port
+        except QMPError as e:
+            if "exit-on-error" in (e.desc or ""):
+                exit_on_error = False  # older QEMU
+                try:
+                    del args["exit-on-error"]
+                    dst.qmp.cmd("migrate-incoming", **args)
+                    return port
+                except QMPError as e2:
+                    e = e2
+            last = e
+            if "in use" not in (e.desc or "") and "bind" not in (e.desc or "").lower():
+                raise DemoError("destination could not listen on %s: %s" % (uri, e.desc))
+    if port_opt:
+        raise DemoError("port %d on 127.0.0.1 is in use (%s); pick another with --port or leave "
+                        "--port out to choose a free one" % (port_opt, last.desc))
+    raise DemoError("could not find a free port on 127.0.0.1 after %d tries: %s" % (tries, last.desc))
+
+
+def run_one(spec, channels, opts, image, image_info, workdir, label):
+    size = opts.size
+    method = spec["method"]
+    common = ["-L", opts.firmware, "-nographic", "-nodefaults", "-accel", opts.accel,
+              "-machine", "q35,memory-backend=ram0", "-m", str(size >> 20) + "M", "-S"]
+    src = dst = None
+    result = {"method": spec["name"], "compression": method, "channels": channels,
+              "src": spec["src_label"], "dst": spec["dst_label"],
+              "src_binary": spec["src"], "dst_binary": spec["dst"]}
+    try:
+        dst = Qemu("dst", spec["dst"], common + [
+            "-object", "memory-backend-ram,id=ram0,size=%d" % size, "-incoming", "defer"], workdir)
+        src = Qemu("src", spec["src"], common + [
+            "-object", "memory-backend-file,id=ram0,size=%d,mem-path=%s,share=off" % (size, image)],
+            workdir)
+        dst.connect()
+        src.connect()
+        for q in (src, dst):
+            v = q.qmp.greeting["QMP"]["version"]
+            result[q.role + "_version"] = ("%d.%d.%d %s" % (v["qemu"]["major"], v["qemu"]["minor"],
+                                                            v["qemu"]["micro"], v.get("package", ""))).strip()
+            result[q.role + "_qpl_libraries"] = qpl_libraries(q.pid)
+            have = multifd_methods(q.qmp)
+            if have is not None and method not in have:
+                raise Unsupported("%s QEMU %s (%s) has no multifd-compression '%s'; it offers: %s"
+                                  % (q.role, q.binary, result[q.role + "_version"], method,
+                                     ", ".join(have)))
+            q.qmp.cmd("migrate-set-capabilities",
+                      capabilities=[{"capability": "multifd", "state": True}])
+            params = {"multifd-channels": channels, "multifd-compression": method}
+            if q is dst and os.environ.get("QPL_DEMO_DST_COMPRESSION"):
+                # Self-test of the failure path: a destination expecting another method.
+                params["multifd-compression"] = os.environ["QPL_DEMO_DST_COMPRESSION"]
+            if q is src:
+                params["max-bandwidth"] = opts.max_bandwidth or UNLIMITED_BW
+                if opts.downtime_limit is not None:
+                    params["downtime-limit"] = opts.downtime_limit
+            try:
+                q.qmp.cmd("migrate-set-parameters", **params)
+            except QMPError as e:
+                if "multifd-compression" in (e.desc or "") or method in (e.desc or ""):
+                    raise Unsupported("%s QEMU %s does not accept multifd-compression '%s': %s"
+                                      % (q.role, q.binary, method, e.desc))
+                raise
+        port = start_incoming(dst, opts.port)
+        result["port"] = port
+
+        prog = Progress(label)
+        t_cpu = (src.cpu_seconds(), dst.cpu_seconds())
+        t_busy = host_busy_seconds()
+        t0 = time.monotonic()
+        src.qmp.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
+        deadline = t0 + opts.timeout
+        pct = 0.0
+        while True:
+            if not dst.alive():
+                raise DemoError("migration broke: " + dst.died_msg())
+            if not src.alive():
+                raise DemoError("migration broke: " + src.died_msg())
+            info = src.qmp.cmd("query-migrate")
+            status = info.get("status")
+            ram = info.get("ram", {})
+            if ram.get("total"):
+                pct = 100.0 * (ram["total"] - ram.get("remaining", 0)) / ram["total"]
+                prog.show(pct, ram.get("transferred", 0), force=status == "completed")
+            if status == "completed":
+                break
+            if status in ("failed", "cancelled"):
+                prog.done()
+                derr = ""
+                try:
+                    dinfo = dst.qmp.cmd("query-migrate", timeout=5)
+                    if dinfo.get("error-desc"):
+                        derr = "; destination says: " + dinfo["error-desc"]
+                except Exception:
+                    if not dst.alive():
+                        derr = "; " + dst.died_msg()
+                raise DemoError("migration %s: %s%s" % (status, info.get("error-desc", "(no error-desc)"), derr))
+            if time.monotonic() > deadline:
+                prog.done()
+                raise DemoError("migration did not complete within %d s (status %s, %.1f %% done); "
+                                "raise --timeout if the machine is just slow" % (opts.timeout, status, pct))
+            time.sleep(0.05)
+        prog.done()
+        # The destination finishes loading after the source reports completion.
+        while True:
+            dinfo = dst.qmp.cmd("query-migrate")
+            if dinfo.get("status") == "completed":
+                break
+            if dinfo.get("status") in ("failed", "cancelled"):
+                raise DemoError("destination: migration %s: %s" % (dinfo["status"], dinfo.get("error-desc")))
+            if time.monotonic() > deadline:
+                raise DemoError("destination did not finish loading within %d s (status %s)"
+                                % (opts.timeout, dinfo.get("status")))
+            if not dst.alive():
+                raise DemoError(dst.died_msg())
+            time.sleep(0.02)
+        wall = time.monotonic() - t0
+        cpu = (src.cpu_seconds() - t_cpu[0], dst.cpu_seconds() - t_cpu[1])
+        other = max(0.0, host_busy_seconds() - t_busy - cpu[0] - cpu[1])
+
+        ram = info["ram"]
+        total_ms = info.get("total-time", 0)
+        setup_ms = info.get("setup-time", 0)
+        xfer_s = max(total_ms - setup_ms, 1) / 1000.0
+        result.update({
+            "total_ms": total_ms, "downtime_ms": info.get("downtime"), "setup_ms": setup_ms,
+            "mbps": ram.get("mbps"), "qemu_pages_per_second": ram.get("pages-per-second"),
+            "pages_per_second": (ram.get("normal", 0) + ram.get("duplicate", 0)) / xfer_s,
+            "wire_bytes": ram.get("transferred"), "ram_bytes": ram.get("total"),
+            "wire_ratio": ram.get("transferred", 0) / float(ram.get("total") or size),
+            "normal_pages": ram.get("normal"), "zero_pages": ram.get("duplicate"),
+            "multifd_bytes": ram.get("multifd-bytes"),
+            "src_cpu_s": cpu[0], "dst_cpu_s": cpu[1],
+            "src_cpu_pct": 100.0 * cpu[0] / max(total_ms / 1000.0, 1e-3),
+            "dst_cpu_pct": 100.0 * cpu[1] / max(total_ms / 1000.0, 1e-3),
+            "wall_s": wall, "other_cpu_s": other, "other_cpu_pct": 100.0 * other / max(wall, 1e-3),
+        })
+
+        # Proof: the destination's guest RAM equals the source's (and the image).
+        s_addr, s_len = ram_block(src, size, image)
+        d_addr, d_len = ram_block(dst, size, None)
+        if os.environ.get("QPL_DEMO_CORRUPT_DST"):
+            # Self-test of the verification: flip one byte of the destination's RAM.
+            off = int(os.environ["QPL_DEMO_CORRUPT_DST"], 0) % size
+            with open("/proc/%d/mem" % dst.pid, "r+b", buffering=0) as f:
+                f.seek(d_addr + off)
+                b = f.read(1)
+                f.seek(d_addr + off)
+                f.write(bytes([b[0] ^ 0xFF]))
+            log("  QPL_DEMO_CORRUPT_DST: flipped the destination's RAM byte at 0x%x" % off)
+        hashes = {}
+        ts = [threading.Thread(target=hash_mem, args=(src.pid, s_addr, s_len, hashes, "src")),
+              threading.Thread(target=hash_mem, args=(dst.pid, d_addr, d_len, hashes, "dst"))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for k in ("src", "dst"):
+            if isinstance(hashes[k], Exception):
+                raise DemoError("could not read the %s QEMU's guest RAM from /proc/PID/mem: %s (run as root: "
+                                "reading another process's memory needs ptrace rights)" % (k, hashes[k]))
+        result.update({"src_sha256": hashes["src"], "dst_sha256": hashes["dst"],
+                       "image_sha256": image_info["sha256"],
+                       "ram_equal": hashes["src"] == hashes["dst"],
+                       "src_equals_image": hashes["src"] == image_info["sha256"]})
+        if not result["ram_equal"]:
+            n, first = diff_pages((src.pid, s_addr), (dst.pid, d_addr), size)
+            result["differing_pages"] = n
+            result["first_differing_offsets"] = ["0x%x" % o for o in first]
+        return result
+    finally:
+        for q in (src, dst):
+            if q is not None:
+                q.stop()
+
+
+# ---------------------------------------------------------------- methods and table
+
+def parse_methods(text, default_src, default_dst):
+    """'none,zstd,qpl,qpl-intel,qpl@ours:intel-qpl' -> run specs."""
+    specs = []
+    items = []
+    for x in [x.strip() for x in text.split(",") if x.strip()]:
+        # 'interop': qpl from our QEMU to upstream's on Intel QPL, and back.
+        items += ["qpl@ours:intel-qpl", "qpl@intel-qpl:ours"] if x == "interop" else [x]
+    for item in items:
+        name = item
+        if item == "qpl-intel":
+            method, s, d = "qpl", "intel-qpl", "intel-qpl"
+        elif "@" in item:
+            method, pair = item.split("@", 1)
+            if ":" not in pair:
+                raise DemoError("method %r: write METHOD@SRC:DST, e.g. qpl@ours:intel-qpl" % item)
+            s, d = pair.split(":", 1)
+        else:
+            method, s, d = item, default_src, default_dst
+        spath, slabel = resolve_binary(s)
+        dpath, dlabel = resolve_binary(d)
+        specs.append({"name": name, "method": method, "src": spath, "dst": dpath,
+                      "src_label": slabel, "dst_label": dlabel,
+                      # Only the optional reference row is skipped quietly when its build is missing.
+                      "optional": item == "qpl-intel"})
+    return specs
+
+
+COLUMNS = [
+    ("method", "method", "l"), ("src→dst", None, "l"), ("ch", "channels", "r"),
+    ("total ms", "total_ms", "r"), ("downtime ms", "downtime_ms", "r"),
+    ("throughput mbps", "mbps", "r"), ("pages/s", "pages_per_second", "r"),
+    ("QEMU pages/s", "qemu_pages_per_second", "r"),
+    ("wire MiB", "wire_bytes", "r"), ("wire/RAM", "wire_ratio", "r"),
+    ("src CPU %", "src_cpu_pct", "r"), ("dst CPU %", "dst_cpu_pct", "r"),
+    ("src CPU s", "src_cpu_s", "r"), ("dst CPU s", "dst_cpu_s", "r"),
+    ("other CPU %", "other_cpu_pct", "r"), ("RAM", None, "l"),
+]
+
+
+def cell(row, key, title):
+    if title == "method":
+        return row["compression"]
+    if title == "src→dst":
+        return "%s→%s" % (row["src"], row["dst"])
+    if title == "RAM":
+        return "equal" if row.get("ram_equal") else "DIFFERS"
+    v = row.get(key)
+    if v is None:
+        return "-"
+    if key == "wire_bytes":
+        return fmt_mib(v)
+    if key == "wire_ratio":
+        return "%.3f" % v
+    if key in ("src_cpu_s", "dst_cpu_s"):
+        return "%.2f" % v
+    if key in ("mbps",):
+        return "%.0f" % v
+    if isinstance(v, float):
+        return "%.0f" % v
+    return str(v)
+
+
+def render_table(rows):
+    head = [c[0] for c in COLUMNS]
+    body = [[cell(r, k, t) for t, k, _ in COLUMNS] for r in rows]
+    widths = [max(len(head[i]), *(len(b[i]) for b in body)) for i in range(len(head))]
+
+    def line(vals):
+        out = []
+        for i, v in enumerate(vals):
+            out.append(v.ljust(widths[i]) if COLUMNS[i][2] == "l" else v.rjust(widths[i]))
+        return "| " + " | ".join(out) + " |"
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if COLUMNS[i][2] == "r" else ("-" * (w + 2))
+                         for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(head), sep] + [line(b) for b in body])
+
+
+FOOTNOTE = (
+    "wire = query-migrate ram.transferred: every byte QEMU wrote to the migration streams (main channel + "
+    "multifd channels, packet headers and device state included; TCP/IP overhead not). throughput = QEMU's "
+    "ram.mbps at completion: wire megabits/s over the transfer time (total - setup). pages/s = guest pages "
+    "(normal + zero) / transfer time; QEMU pages/s = query-migrate ram.pages-per-second, QEMU's last "
+    "100 ms sample (what upstream's tables show). CPU % = process CPU seconds (utime+stime, all threads, from "
+    "/proc/PID/stat) / total time, % of one core. other CPU % = what every other process on the machine "
+    "used meanwhile (from /proc/stat), % of one core: well above 0 means the figures are disturbed.")
+
+
+NUMERIC = ["total_ms", "downtime_ms", "setup_ms", "mbps", "pages_per_second", "qemu_pages_per_second",
+           "wire_bytes", "ram_bytes", "wire_ratio", "src_cpu_s", "dst_cpu_s", "src_cpu_pct",
+           "dst_cpu_pct", "wall_s", "other_cpu_s", "other_cpu_pct"]
+
+
+def median_row(runs):
+    row = dict(runs[0])
+    for k in NUMERIC:
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        row[k] = statistics.median(vals) if vals else None
+    row["ram_equal"] = all(r.get("ram_equal") for r in runs)
+    row["runs"] = len(runs)
+    return row
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        description="Real multifd live migrations between two local QEMUs; prints one table.",
+        epilog="Methods: none, zlib, zstd, qpl (with --src-binary/--dst-binary, default ours), "
+               "qpl-intel (qpl with the intel-qpl build on both ends), METHOD@SRC:DST, e.g. "
+               "qpl@ours:intel-qpl, or interop (= qpl@ours:intel-qpl,qpl@intel-qpl:ours).  Binaries: ours, intel-qpl, system (qemu-system-x86_64 in PATH) "
+               "or a path.  See docs/demo.md.")
+    ap.add_argument("--size", type=parse_size, default=parse_size("2G"), help="guest RAM (default 2G)")
+    ap.add_argument("--fill", type=float, default=0.9, help="fraction of RAM holding real data (0.9)")
+    ap.add_argument("--channels", default="2", help="multifd channels; a list like 2,4 runs each (2)")
+    ap.add_argument("--methods", default="none,zlib,zstd,qpl,qpl-intel")
+    ap.add_argument("--max-bandwidth", type=parse_bandwidth, default=None,
+                    help="source max-bandwidth in bytes/s, e.g. 1G or 100G (default: unlimited)")
+    ap.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
+                    help="source downtime-limit in ms (default: QEMU's, 300; upstream's tables used 100)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per method; the table shows medians")
+    ap.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    ap.add_argument("--src-binary", default=None, help="source QEMU: ours, intel-qpl, system or a path")
+    ap.add_argument("--dst-binary", default=None, help="destination QEMU (default: as --src-binary)")
+    ap.add_argument("--pair", default=None, help="SRC:DST shorthand, e.g. ours:intel-qpl")
+    ap.add_argument("--port", type=int, default=0, help="fixed TCP port on 127.0.0.1 (default: a free one)")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds allowed per migration (600)")
+    ap.add_argument("--json", action="store_true", help="print JSON on stdout instead of the table")
+    ap.add_argument("--save", metavar="FILE", help="also write the JSON document to FILE")
+    ap.add_argument("--render", metavar="FILE", help="print the table of a saved JSON document and exit")
+    ap.add_argument("--rebuild-image", action="store_true", help="rebuild the cached guest RAM image")
+    ap.add_argument("--keep", action="store_true", help="keep the QEMU logs and sockets directory")
+    opts = ap.parse_args(argv)
+
+    if opts.render:
+        with open(opts.render) as f:
+            print(format_report(json.load(f)))
+        return EXIT_OK
+    if opts.size % (2 << 20) or opts.size < (64 << 20):
+        ap.error("--size must be a multiple of 2 MiB and at least 64M")
+    if not 0.0 <= opts.fill <= 1.0:
+        ap.error("--fill must be between 0 and 1")
+    try:
+        channels = [int(c) for c in opts.channels.split(",") if c.strip()]
+    except ValueError:
+        ap.error("--channels takes numbers, e.g. 2 or 2,4")
+    if not channels or any(c < 1 or c > 255 for c in channels):
+        ap.error("--channels must be between 1 and 255")
+    if opts.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    src_default = opts.src_binary or "ours"
+    dst_default = opts.dst_binary or opts.src_binary or "ours"
+    if opts.pair:
+        if ":" not in opts.pair:
+            ap.error("--pair takes SRC:DST, e.g. ours:intel-qpl")
+        src_default, dst_default = opts.pair.split(":", 1)
+
+    global _libc
+    try:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        _libc = None
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    workdir = tempfile.mkdtemp(prefix="qpl-demo-")
+    code = EXIT_OK
+    try:
+        code = run(opts, channels, src_default, dst_default, workdir)
+    except KeyboardInterrupt:
+        log("\ninterrupted; stopping the QEMUs")
+        code = 130
+    except DemoError as e:
+        log("error: %s" % e)
+        code = EXIT_UNSUPPORTED if isinstance(e, Unsupported) else EXIT_ERROR
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        kill_all()
+        if opts.keep:
+            log("logs kept in %s" % workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return code
+
+
+def format_report(doc):
+    """The table and the verification lines, from the document --json/--save write."""
+    h, rows = doc["header"], doc["rows"]
+    out = ["qpl-demo %s — %s guest RAM, %.0f %% real data (%d MiB), paused guest, multifd over "
+           "127.0.0.1, accel %s, max-bandwidth %s, %s"
+           % (h["date"], fmt_size(h["guest_ram"]), h["fill"] * 100, h["image_data_bytes"] >> 20,
+              h.get("accel_note", h["accel"]),
+              (fmt_size(h["max_bandwidth"]) + "iB/s") if h.get("max_bandwidth") else "unlimited",
+              ("median of %d runs" % h["repeat"]) if h["repeat"] > 1 else "1 run each")]
+    if h.get("downtime_limit") is not None:
+        out[-1] += ", downtime-limit %d ms" % h["downtime_limit"]
+    versions = sorted({"%s = %s" % (r["src"], r["src_version"]) for r in rows} |
+                      {"%s = %s" % (r["dst"], r["dst_version"]) for r in rows})
+    if versions:
+        out.append("QEMU: " + "; ".join(versions) + ". Host: " + h["host"] +
+                   ", load average %.1f at start." % h["load_average_at_start"])
+    libs = sorted({l for r in rows for k in ("src_qpl_libraries", "dst_qpl_libraries") for l in r.get(k, [])})
+    if libs:
+        out.append("qpl library loaded by ours: " + "; ".join(libs))
+    out.append("command: " + h["command"])
+    out.append("")
+    if not rows:
+        out.append("(no migration completed)")
+    else:
+        out += [render_table(rows), "", FOOTNOTE, "",
+                "RAM verification: SHA-256 of each side's guest RAM, read from /proc/PID/mem after "
+                "the migration (image: %s)" % h["image_sha256"]]
+    for r in doc["runs"]:
+        head = "  %-5s ch=%d %s→%s run %d: " % (r["compression"], r["channels"], r["src"], r["dst"], r["run"])
+        if r["ram_equal"]:
+            line = head + "equal, sha256 src = dst = %s%s" % (
+                r["dst_sha256"], " = image" if r["src_equals_image"]
+                else " (note: the source's RAM differs from the image file)")
+        else:
+            line = head + "MISMATCH: sha256 src %s, dst %s; %d pages differ, first at %s" % (
+                r["src_sha256"], r["dst_sha256"], r["differing_pages"], ", ".join(r["first_differing_offsets"]))
+        out.append(line)
+    out += ["note: " + n for n in doc["notes"]]
+    out += ["unsupported: " + u for u in doc["unsupported"]]
+    out += ["FAILED: " + f for f in doc["failures"]]
+    return "\n".join(out)
+
+
+def run(opts, channels, src_default, dst_default, workdir):
+    specs = parse_methods(opts.methods, src_default, dst_default)
+    runnable, notes, failures = [], [], []
+    for s in specs:
+        missing = [p for p in (s["src"], s["dst"]) if not p or not os.access(p, os.X_OK)]
+        if missing:
+            m = missing[0] or "qemu-system-x86_64 in PATH"
+            hint = ""
+            for v in ("ours", "intel-qpl"):
+                if m.endswith("/qemu-build/%s/qemu-system-x86_64" % v):
+                    hint = " (build it with: tests/qemu/build-qemu.sh %s)" % v
+            msg = "%s: QEMU binary %s is missing%s" % (s["name"], m, hint)
+            if s["optional"]:
+                notes.append("skipped " + msg)
+                log("note: skipped " + msg)
+            else:
+                failures.append(msg)
+                log("error: " + msg)
+            continue
+        runnable.append(s)
+    opts.started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load1 = os.getloadavg()[0]
+    if load1 > 0.5:
+        log("note: the machine is busy (load average %.1f); the figures will be noisy" % load1)
+    if not runnable:
+        raise DemoError("nothing to run: every method's QEMU binary is missing. Build ours with "
+                        "tests/qemu/build-qemu.sh ours, or try Debian's QEMU with --src-binary system "
+                        "--methods none,zlib,zstd")
+
+    opts.accel_auto = opts.accel == "auto"
+    if opts.accel == "auto":
+        ok, why = kvm_usable()
+        opts.accel = "kvm" if ok else "tcg"
+        accel_note = "kvm (/dev/kvm works)" if ok else "tcg (no KVM: %s)" % why
+    else:
+        accel_note = opts.accel + " (forced)"
+    log("accelerator: " + accel_note)
+    opts.firmware = firmware_dir()
+    image, image_info = prepare_image(opts.size, opts.fill, opts.rebuild_image)
+
+    jobs = [(s, ch) for s in runnable for ch in channels]
+    results, unsupported = {}, []
+    bad = set()
+    total_runs = len(jobs) * opts.repeat
+    n = 0
+    for rep in range(opts.repeat):
+        for s, ch in jobs:
+            key = (s["name"], ch)
+            n += 1
+            if key in bad:
+                continue
+            label = "[%d/%d] %s ch=%d %s→%s" % (n, total_runs, s["name"], ch, s["src_label"], s["dst_label"])
+            log(label + ": starting")
+            try:
+                try:
+                    r = run_one(s, ch, opts, image, image_info, workdir, label)
+                except DemoError as e:
+                    if not (opts.accel_auto and opts.accel == "kvm" and "while starting" in str(e)
+                            and "kvm" in str(e).lower()):
+                        raise
+                    why = str(e).strip().splitlines()[-1].strip(" |")
+                    log("  KVM did not work for QEMU (%s); falling back to TCG for all runs" % why)
+                    opts.accel = "tcg"
+                    accel_note = "tcg (KVM failed: %s)" % why
+                    r = run_one(s, ch, opts, image, image_info, workdir, label)
+            except Unsupported as e:
+                log("  unsupported: %s" % e)
+                unsupported.append("%s: %s" % (s["name"], e))
+                bad.add(key)
+                continue
+            except DemoError as e:
+                log("  FAILED: %s" % e)
+                failures.append("%s ch=%d run %d: %s" % (s["name"], ch, rep + 1, e))
+                bad.add(key)
+                continue
+            r["run"] = rep + 1
+            results.setdefault(key, []).append(r)
+            log("  done: %d ms, %s MiB on the wire, RAM %s"
+                % (r["total_ms"], fmt_mib(r["wire_bytes"]), "equal" if r["ram_equal"] else "DIFFERS"))
+
+    rows = [median_row(results[(s["name"], ch)]) for s, ch in jobs if (s["name"], ch) in results]
+    mismatch = [r for runs in results.values() for r in runs if not r["ram_equal"]]
+    host = os.uname()
+    header = {
+        "date": opts.started, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join([os.path.relpath(sys.argv[0], REPO) if sys.argv[0].startswith(REPO)
+                             else sys.argv[0]] + sys.argv[1:]),
+        "load_average_at_start": load1,
+        "host": "%s, %d CPUs" % (host.release, os.cpu_count()),
+        "accel": opts.accel, "accel_note": accel_note, "guest_ram": opts.size, "fill": opts.fill,
+        "image": image, "image_sha256": image_info["sha256"], "image_data_bytes": image_info["data_bytes"],
+        "max_bandwidth": opts.max_bandwidth, "downtime_limit": opts.downtime_limit, "repeat": opts.repeat,
+    }
+    doc = {"header": header, "rows": rows,
+           "runs": [r for s, ch in jobs for r in results.get((s["name"], ch), [])],
+           "notes": notes, "unsupported": unsupported, "failures": failures}
+    if opts.save:
+        with open(opts.save, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+    if opts.json:
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(doc))
+    sys.stdout.flush()
+    if mismatch:
+        log("error: destination RAM differs from source RAM in %d run(s): the migration lost or corrupted "
+            "data (see the MISMATCH lines)" % len(mismatch))
+        return EXIT_MISMATCH
+    if failures:
+        return EXIT_ERROR
+    if unsupported:
+        return EXIT_UNSUPPORTED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
