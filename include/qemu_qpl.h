@@ -70,7 +70,10 @@ const char *qemu_qpl_version(void);
 
 // Creates the sender of multifd channel `channel` for pages of `page_size`
 // bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
-// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). All
+// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). The
+// default is fast unless the environment variable `QEMU_QPL_LEVEL` says
+// `fast` or `strong` (QEMU has no qpl level parameter; this lets an operator
+// choose without patching QEMU). All
 // buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
 // On success `*sender_out` holds the new object, to be freed with
 // `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of

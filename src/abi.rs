@@ -173,6 +173,34 @@ fn channel_config(channel: u32, page_size: u32, pages_per_packet: u32) -> Channe
     }
 }
 
+/// The environment variable that picks the level a sender created with level 0 uses.
+const LEVEL_ENV: &str = "QEMU_QPL_LEVEL";
+
+/// The level a sender compresses at: an explicit ABI level wins; level 0 is
+/// `QEMU_QPL_LEVEL` when set, else the library's default. A misspelt
+/// variable is an error rather than a silent default, so an operator who
+/// asked for `strong` never migrates at `fast` without knowing.
+fn resolve_level(level: u32) -> Result<Level, Error> {
+    let unknown = || Error::invalid(format!("unknown compression level {level}"));
+    if level != 0 {
+        return Level::from_abi(level).ok_or_else(unknown);
+    }
+    match std::env::var(LEVEL_ENV) {
+        Err(std::env::VarError::NotPresent) => Level::from_abi(0).ok_or_else(unknown),
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "" | "default" => Level::from_abi(0).ok_or_else(unknown),
+            "fast" | "1" => Ok(Level::Fast),
+            "strong" | "2" => Ok(Level::Strong),
+            _ => Err(Error::invalid(format!(
+                "{LEVEL_ENV}={value:?}: expected fast or strong"
+            ))),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid(format!(
+            "{LEVEL_ENV} is not valid UTF-8: expected fast or strong"
+        ))),
+    }
+}
+
 /// The library's version, a static NUL-terminated string.
 #[no_mangle]
 pub extern "C" fn qemu_qpl_version() -> *const c_char {
@@ -181,7 +209,10 @@ pub extern "C" fn qemu_qpl_version() -> *const c_char {
 
 /// Creates the sender of multifd channel `channel` for pages of `page_size`
 /// bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
-/// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). All
+/// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). The
+/// default is fast unless the environment variable `QEMU_QPL_LEVEL` says
+/// `fast` or `strong` (QEMU has no qpl level parameter; this lets an operator
+/// choose without patching QEMU). All
 /// buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
 /// On success `*sender_out` holds the new object, to be freed with
 /// `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
@@ -201,8 +232,7 @@ pub unsafe extern "C" fn qemu_qpl_sender_new(
 ) -> QemuQplStatus {
     guarded(err_msg, err_msg_len, || {
         require(sender_out, "sender_out")?;
-        let level = Level::from_abi(level)
-            .ok_or_else(|| Error::invalid(format!("unknown compression level {level}")))?;
+        let level = resolve_level(level)?;
         let sender = Sender::new(channel_config(channel, page_size, pages_per_packet), level)?;
         put(
             sender_out,
