@@ -169,20 +169,8 @@ else
     dpkg-deb -x "$SHARED/cache/libqpl1_1.9.0-1_amd64.deb" "$QPLROOT/root"
   fi
   # libqpl 1.9.0 was built against glibc 2.38, whose C23 strtol variants
-  # Debian 12 lacks. They only differ from strtol/strtoll for "0b" prefixes.
-  cat >"$QPLROOT/isoc23-shim.c" <<'EOF'
-#include <stdlib.h>
-long __isoc23_strtol(const char *s, char **end, int base);
-long long __isoc23_strtoll(const char *s, char **end, int base);
-long __isoc23_strtol(const char *s, char **end, int base)
-{
-    return strtol(s, end, base);
-}
-long long __isoc23_strtoll(const char *s, char **end, int base)
-{
-    return strtoll(s, end, base);
-}
-EOF
+  # Debian 12 lacks: the same two-function shim the reference codecs link.
+  cp "$REPO/reference-codecs/csrc/glibc_compat.c" "$QPLROOT/isoc23-shim.c"
   cc -O2 -fPIC -c "$QPLROOT/isoc23-shim.c" -o "$QPLROOT/isoc23-shim.o"
   ar rcs "$QPLROOT/libisoc23-shim.a" "$QPLROOT/isoc23-shim.o"
   mkdir -p "$QPLROOT/pkgconfig"
