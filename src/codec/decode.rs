@@ -506,39 +506,47 @@ fn huffman_loop(
     let page_len = page.len();
     let mut pos = *out;
 
-    // Fast loop: while 8 input bytes can be read and a whole match (plus the
-    // word copy's overshoot) fits in the page, no bound can be hit, so the
-    // only exits are the end of block and corrupt codes.
-    if bits.overrun == 0 {
+    // Fast loop: while 8 input bytes can be read and three literals fit in
+    // the page, the bit buffer needs no bounds checks; matches check their
+    // own room.
+    if bits.overrun == 0 && input.len() >= 8 && page_len >= FAST_OUT_MARGIN {
+        let in_last = input.len() - 8;
+        let out_last = page_len - FAST_OUT_MARGIN;
+        let in_ptr = input.as_ptr();
+        let out_ptr = page.as_mut_ptr();
         let mut ip = bits.pos;
         let mut buf = bits.buf;
         let mut cnt = bits.count;
         let mut result = None;
-        while ip + 8 <= input.len() && pos + MAX_MATCH + 8 <= page_len {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&input[ip..ip + 8]);
-            buf |= u64::from_le_bytes(w) << cnt;
+        while ip <= in_last && pos <= out_last {
+            // SAFETY: ip + 8 <= input.len() by the loop condition.
+            let word = unsafe { in_ptr.add(ip).cast::<u64>().read_unaligned() };
+            buf |= u64::from_le(word) << cnt;
             ip += (63 - cnt as usize) >> 3;
             cnt |= 56;
 
             let mut entry = litlen[(buf & LL_MASK) as usize];
             if entry & F_LIT != 0 {
-                // Up to three literals per refill: 3 x 15 bits <= 56.
+                // Up to three literals per refill: 3 x 15 bits <= 56. The
+                // loop condition leaves room for three bytes.
                 buf >>= entry & 0xff;
                 cnt -= entry & 0xff;
-                page[pos] = (entry >> 16) as u8;
+                // SAFETY: pos <= page_len - FAST_OUT_MARGIN.
+                unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                 pos += 1;
                 entry = litlen[(buf & LL_MASK) as usize];
                 if entry & F_LIT != 0 {
                     buf >>= entry & 0xff;
                     cnt -= entry & 0xff;
-                    page[pos] = (entry >> 16) as u8;
+                    // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 1.
+                    unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                     pos += 1;
                     entry = litlen[(buf & LL_MASK) as usize];
                     if entry & F_LIT != 0 {
                         buf >>= entry & 0xff;
                         cnt -= entry & 0xff;
-                        page[pos] = (entry >> 16) as u8;
+                        // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 2.
+                        unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                         pos += 1;
                         continue;
                     }
@@ -557,7 +565,9 @@ fn huffman_loop(
                 if entry & F_LIT != 0 {
                     buf >>= entry & 0xff;
                     cnt -= entry & 0xff;
-                    page[pos] = (entry >> 16) as u8;
+                    // SAFETY: at most two literals were written since the
+                    // loop condition, which left room for three.
+                    unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                     pos += 1;
                     continue;
                 }
@@ -599,7 +609,15 @@ fn huffman_loop(
                 result = Some(Err(DecodeFault::Corrupt("distance too far back")));
                 break;
             }
-            copy_match_fast(page, pos, d, len);
+            if pos + len + COPY_SLACK <= page_len {
+                // SAFETY: 1 <= d <= pos and pos + len + COPY_SLACK <= page_len.
+                unsafe { copy_match_unchecked(out_ptr, pos, d, len) };
+            } else if len <= page_len - pos {
+                copy_match(page, pos, d, len);
+            } else {
+                result = Some(Err(DecodeFault::PastEnd));
+                break;
+            }
             pos += len;
         }
         bits.pos = ip;
@@ -678,27 +696,62 @@ fn huffman_loop(
     result
 }
 
-/// copy_match when pos + len + 8 <= page.len() is known.
+/// Bytes past a match's end that `copy_match_unchecked` may write.
+const COPY_SLACK: usize = 16;
+/// Room the fast loop keeps at the page's end: three literals.
+const FAST_OUT_MARGIN: usize = 3;
+
+/// Copies `len` bytes from `dist` back to `pos`, LZ77-style, in 16- or
+/// 8-byte chunks that may write up to COPY_SLACK - 1 bytes past the match
+/// (inside the page, overwritten by what follows).
+///
+/// # Safety
+/// `out` points to a page of at least `pos + len + COPY_SLACK` bytes, and
+/// `1 <= dist <= pos`.
 #[inline(always)]
-fn copy_match_fast(page: &mut [u8], pos: usize, dist: usize, len: usize) {
-    let src = pos - dist;
-    if dist >= 8 {
-        let end = pos + len;
-        let mut s = src;
-        let mut d = pos;
-        while d < end {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&page[s..s + 8]);
-            page[d..d + 8].copy_from_slice(&w);
-            s += 8;
-            d += 8;
-        }
-    } else if dist == 1 {
-        let byte = page[src];
-        page[pos..pos + len].fill(byte);
-    } else {
-        for i in 0..len {
-            page[pos + i] = page[src + i];
+unsafe fn copy_match_unchecked(out: *mut u8, pos: usize, dist: usize, len: usize) {
+    // SAFETY: the caller's bounds keep every access inside the page.
+    unsafe {
+        let mut d = out.add(pos);
+        let end = d.add(len);
+        let mut s = d.sub(dist);
+        if dist >= 16 {
+            // Each chunk reads 16 bytes that end at or before where it writes.
+            loop {
+                d.cast::<u128>()
+                    .write_unaligned(s.cast::<u128>().read_unaligned());
+                d = d.add(16);
+                s = s.add(16);
+                if d >= end {
+                    break;
+                }
+            }
+        } else if dist >= 8 {
+            loop {
+                d.cast::<u64>()
+                    .write_unaligned(s.cast::<u64>().read_unaligned());
+                d = d.add(8);
+                s = s.add(8);
+                if d >= end {
+                    break;
+                }
+            }
+        } else if dist == 1 {
+            let v = u64::from_ne_bytes([*s; 8]);
+            loop {
+                d.cast::<u64>().write_unaligned(v);
+                d = d.add(8);
+                if d >= end {
+                    break;
+                }
+            }
+        } else {
+            // Short period: byte by byte, each byte reading one already final.
+            while d < end {
+                *d = *s;
+                d = d.add(1);
+                s = s.add(1);
+            }
         }
     }
 }
