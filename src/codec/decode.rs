@@ -303,6 +303,9 @@ pub struct PageDecoder {
     fixed_dist: Box<DistTable>,
     precode: [u32; PRECODE_TABLE_LEN],
     lens: [u8; LITLEN_SYMS + DIST_SYMS],
+    /// Whether the CPU has BMI2, for the decoder compiled to use it.
+    #[cfg(target_arch = "x86_64")]
+    bmi2: bool,
 }
 
 impl Default for PageDecoder {
@@ -339,12 +342,36 @@ impl PageDecoder {
             fixed_dist,
             precode: [INVALID; PRECODE_TABLE_LEN],
             lens: [0; LITLEN_SYMS + DIST_SYMS],
+            #[cfg(target_arch = "x86_64")]
+            bmi2: std::arch::is_x86_feature_detected!("bmi2"),
         }
     }
 
     /// Inflates `stream` into `page`, which it must fill exactly. Writes only
     /// inside `page`; on error the page's content is unspecified.
     pub fn decode(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
+        #[cfg(target_arch = "x86_64")]
+        if self.bmi2 {
+            // SAFETY: new() found that this CPU has BMI2.
+            return unsafe { self.decode_bmi2(stream, page) };
+        }
+        self.decode_portable(stream, page)
+    }
+
+    /// decode() compiled for BMI2 (single-uop variable shifts).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi2")]
+    unsafe fn decode_bmi2(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
+        self.decode_inner(stream, page)
+    }
+
+    #[inline(never)]
+    fn decode_portable(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
+        self.decode_inner(stream, page)
+    }
+
+    #[inline(always)]
+    fn decode_inner(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
         let mut bits = Bits::new(stream);
         let mut out = 0usize;
         loop {

@@ -23,8 +23,14 @@ const D_USED: usize = 30;
 const FAST_HASH_BITS: u32 = 12;
 const STRONG_HASH_BITS: u32 = 14;
 
-/// Items: a literal is its byte; a match is MATCH | len << 16 | dist.
+/// Items: a literal is its byte; a match is
+/// MATCH | distance symbol << 25 | len << 16 | dist (dist < 65536).
 const MATCH: u32 = 1 << 31;
+
+#[inline(always)]
+fn match_item(len: usize, dist: usize, dist_sym: usize) -> u32 {
+    MATCH | ((dist_sym as u32) << 25) | ((len as u32) << 16) | dist as u32
+}
 
 const fn len_sym_table() -> [u8; MAX_MATCH + 1] {
     let mut t = [0u8; MAX_MATCH + 1];
@@ -206,11 +212,9 @@ impl<'a> Writer<'a> {
             }
         }
         self.pos += bytes;
-        self.buf = if bytes == 8 {
-            0
-        } else {
-            self.buf >> (bytes * 8)
-        };
+        // Callers flush before 56 bits are buffered: bytes <= 6.
+        debug_assert!(bytes < 8);
+        self.buf >>= (bytes * 8) & 63;
         self.count &= 7;
     }
 
@@ -232,6 +236,8 @@ pub struct PageEncoder {
     /// Hash heads: page position + `base`, so older pages' entries read as
     /// empty without clearing the table.
     head: Box<[u32]>,
+    /// The fast level's hash heads for pages of at most 64 KiB.
+    head16: Box<[u16; 1 << FAST_HASH_BITS]>,
     /// Hash chains (Strong): previous position with the same hash, tagged.
     prev: Vec<u32>,
     base: u32,
@@ -266,6 +272,7 @@ impl PageEncoder {
         PageEncoder {
             level,
             head: vec![0u32; 1 << hash_bits].into_boxed_slice(),
+            head16: Box::new([0; 1 << FAST_HASH_BITS]),
             prev: Vec::new(),
             base: 1,
             items: Vec::new(),
@@ -291,6 +298,7 @@ impl PageEncoder {
             self.match_uniform(page)
         } else {
             match self.level {
+                Level::Fast if page.len() <= 1 << 16 => self.match_fast_small(page),
                 Level::Fast => self.match_fast(page),
                 Level::Strong => self.match_strong(page),
             }
@@ -332,7 +340,7 @@ impl PageEncoder {
             } else {
                 rem - 3
             };
-            items[k] = MATCH | ((len as u32) << 16) | 1;
+            items[k] = match_item(len, 1, 0);
             k += 1;
             self.ll_freq[257 + LEN_SYM[len] as usize] += 1;
             self.d_freq[0] += 1;
@@ -342,6 +350,86 @@ impl PageEncoder {
             items[k] = b as u32;
             k += 1;
             self.ll_freq[b as usize] += 1;
+        }
+        k
+    }
+
+    /// Greedy matching for pages of at most 64 KiB, on a one-entry hash
+    /// table of 16-bit positions cleared per page (an empty slot reads as
+    /// position 0, an ordinary candidate); returns the item count.
+    fn match_fast_small(&mut self, page: &[u8]) -> usize {
+        const SKIP_SHIFT: u32 = 5;
+        let n = page.len();
+        assert!(n <= 1 << 16 && self.items.len() > n);
+        let head = &mut self.head16;
+        head.fill(0);
+        let items = self.items.as_mut_ptr();
+        let ll_freq = &mut self.ll_freq;
+        let d_freq = &mut self.d_freq;
+        let far = n > WINDOW;
+        let p = page.as_ptr();
+        // SAFETY (for every use below): reads at x need x + 4 <= n, which
+        // holds for x <= last and for table positions c < i <= last; item
+        // stores need k < items.len(), and k <= i < n + 1 because every item
+        // covers at least one byte of the page.
+        let rd32 = |x: usize| unsafe { p.add(x).cast::<u32>().read_unaligned() };
+        let mut k = 0;
+        let mut i = 0;
+        if n > MIN_MATCH {
+            let last = n - MIN_MATCH;
+            let mut anchor = 0;
+            // Position 0 is in the table already; start matching at 1.
+            let b = page[0];
+            // SAFETY: see above.
+            unsafe { *items.add(k) = b as u32 };
+            k += 1;
+            ll_freq[b as usize] += 1;
+            i = 1;
+            while i <= last {
+                let cur = rd32(i);
+                let h = hash(cur, FAST_HASH_BITS);
+                let c = head[h] as usize;
+                head[h] = i as u16;
+                // c < i: every stored position is behind i.
+                if rd32(c) == cur && (!far || i - c <= WINDOW) {
+                    let max = (n - i).min(MAX_MATCH);
+                    let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
+                    let ds = dist_sym(i - c);
+                    // SAFETY: see above.
+                    unsafe { *items.add(k) = match_item(len, i - c, ds) };
+                    k += 1;
+                    ll_freq[257 + LEN_SYM[len] as usize] += 1;
+                    d_freq[ds] += 1;
+                    let end = i + len;
+                    if end - 2 <= last {
+                        let q = end - 2;
+                        head[hash(rd32(q), FAST_HASH_BITS)] = q as u16;
+                    }
+                    i = end;
+                    anchor = end;
+                    continue;
+                }
+                let step = 1 + ((i - anchor) >> SKIP_SHIFT);
+                let stop = (i + step).min(n);
+                loop {
+                    // SAFETY: i < stop <= n; k <= i.
+                    let b = unsafe { *p.add(i) };
+                    unsafe { *items.add(k) = b as u32 };
+                    k += 1;
+                    ll_freq[b as usize] += 1;
+                    i += 1;
+                    if i >= stop {
+                        break;
+                    }
+                }
+            }
+        }
+        while i < n {
+            let b = page[i];
+            self.items[k] = b as u32;
+            k += 1;
+            ll_freq[b as usize] += 1;
+            i += 1;
         }
         k
     }
@@ -376,7 +464,7 @@ impl PageEncoder {
                     if i - c <= WINDOW && read32(page, c) == cur {
                         let max = (n - i).min(MAX_MATCH);
                         let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
-                        items[k] = MATCH | ((len as u32) << 16) | (i - c) as u32;
+                        items[k] = match_item(len, i - c, dist_sym(i - c));
                         k += 1;
                         ll_freq[257 + LEN_SYM[len] as usize] += 1;
                         d_freq[dist_sym(i - c)] += 1;
@@ -467,7 +555,7 @@ impl PageEncoder {
                         break;
                     }
                 }
-                items[k] = MATCH | ((len as u32) << 16) | dist as u32;
+                items[k] = match_item(len, dist, dist_sym(dist));
                 k += 1;
                 ll_freq[257 + LEN_SYM[len] as usize] += 1;
                 d_freq[dist_sym(dist)] += 1;
@@ -730,7 +818,7 @@ fn write_items(
             let ls = LEN_SYM[len] as usize;
             w.put(ll_codes[257 + ls] as u32, ll_lens[257 + ls] as u32);
             w.put((len - LEN_BASE[ls] as usize) as u32, LEN_EXTRA[ls] as u32);
-            let ds = dist_sym(dist);
+            let ds = ((item >> 25) & 31) as usize;
             w.put(d_codes[ds] as u32, d_lens[ds] as u32);
             w.put(
                 (dist - DIST_BASE[ds] as usize) as u32,
