@@ -808,10 +808,28 @@ fn write_items(
     d_codes: &[u16; DIST_SYMS],
     d_lens: &[u8; DIST_SYMS],
 ) -> usize {
-    for &item in items {
+    let mut k = 0;
+    while k < items.len() {
+        let item = items[k];
+        k += 1;
         if item & MATCH == 0 {
             let b = item as usize & 255;
             w.put(ll_codes[b] as u32, ll_lens[b] as u32);
+            // Up to three literals per flush: 7 + 3 x 15 bits fit.
+            if let Some(&next) = items.get(k) {
+                if next & MATCH == 0 {
+                    let b = next as usize & 255;
+                    w.put(ll_codes[b] as u32, ll_lens[b] as u32);
+                    k += 1;
+                    if let Some(&next) = items.get(k) {
+                        if next & MATCH == 0 {
+                            let b = next as usize & 255;
+                            w.put(ll_codes[b] as u32, ll_lens[b] as u32);
+                            k += 1;
+                        }
+                    }
+                }
+            }
         } else {
             let len = ((item >> 16) & 511) as usize;
             let dist = (item & 0xffff) as usize;
