@@ -22,6 +22,8 @@ const D_USED: usize = 30;
 
 const FAST_HASH_BITS: u32 = 12;
 const STRONG_HASH_BITS: u32 = 14;
+/// Hash bits of the strong level's 16-bit table for small pages.
+const STRONG_SMALL_BITS: u32 = 13;
 
 /// Items: a literal is its byte; a match is
 /// MATCH | distance symbol << 25 | len << 16 | dist (dist < 65536).
@@ -238,6 +240,9 @@ pub struct PageEncoder {
     head: Box<[u32]>,
     /// The fast level's hash heads for pages of at most 64 KiB.
     head16: Box<[u16; 1 << FAST_HASH_BITS]>,
+    /// The strong level's hash heads and chains for pages below 64 KiB.
+    head16s: Box<[u16; 1 << STRONG_SMALL_BITS]>,
+    prev16: Vec<u16>,
     /// Hash chains (Strong): previous position with the same hash, tagged.
     prev: Vec<u32>,
     base: u32,
@@ -273,6 +278,8 @@ impl PageEncoder {
             level,
             head: vec![0u32; 1 << hash_bits].into_boxed_slice(),
             head16: Box::new([0; 1 << FAST_HASH_BITS]),
+            head16s: Box::new([0; 1 << STRONG_SMALL_BITS]),
+            prev16: Vec::new(),
             prev: Vec::new(),
             base: 1,
             items: Vec::new(),
@@ -300,6 +307,7 @@ impl PageEncoder {
             match self.level {
                 Level::Fast if page.len() <= 1 << 16 => self.match_fast_small(page),
                 Level::Fast => self.match_fast(page),
+                Level::Strong if page.len() < 1 << 16 => self.match_strong_small(page),
                 Level::Strong => self.match_strong(page),
             }
         };
@@ -487,6 +495,89 @@ impl PageEncoder {
                     ll_freq[b as usize] += 1;
                     i += 1;
                 }
+            }
+        }
+        while i < n {
+            let b = page[i];
+            items[k] = b as u32;
+            k += 1;
+            ll_freq[b as usize] += 1;
+            i += 1;
+        }
+        k
+    }
+
+    /// Lazy matching on hash chains for pages below 64 KiB: heads and
+    /// links are 16-bit positions plus one (0 ends a chain), the heads
+    /// cleared per page; returns the item count.
+    fn match_strong_small(&mut self, page: &[u8]) -> usize {
+        const DEPTH: u32 = 2;
+        const NICE: usize = 16;
+        const LAZY_DEPTH: u32 = 1;
+        let n = page.len();
+        assert!(n < 1 << 16 && self.items.len() > n);
+        if self.prev16.len() < n {
+            self.prev16.resize(n, 0);
+        }
+        let head = &mut self.head16s;
+        head.fill(0);
+        let prev = &mut self.prev16[..n];
+        let items = &mut self.items[..];
+        let ll_freq = &mut self.ll_freq;
+        let d_freq = &mut self.d_freq;
+        let mut k = 0;
+        let mut i = 0;
+        if n > MIN_MATCH {
+            let last = n - MIN_MATCH;
+            let mut inserted;
+            let insert = |head: &mut [u16; 1 << STRONG_SMALL_BITS], prev: &mut [u16], p: usize| {
+                let h = hash(read32(page, p), STRONG_SMALL_BITS);
+                let cand = head[h];
+                prev[p] = cand;
+                head[h] = p as u16 + 1;
+                cand
+            };
+            while i <= last {
+                let cand = insert(head, prev, i);
+                inserted = i + 1;
+                let (mut len, mut dist) =
+                    longest16(page, prev, cand, i, DEPTH, NICE, MIN_MATCH - 1);
+                if len < MIN_MATCH {
+                    let b = page[i];
+                    items[k] = b as u32;
+                    k += 1;
+                    ll_freq[b as usize] += 1;
+                    i += 1;
+                    continue;
+                }
+                while len < NICE && i < last {
+                    let cand = insert(head, prev, i + 1);
+                    inserted = i + 2;
+                    let (l2, d2) = longest16(page, prev, cand, i + 1, LAZY_DEPTH, NICE, len);
+                    if l2 > len {
+                        let b = page[i];
+                        items[k] = b as u32;
+                        k += 1;
+                        ll_freq[b as usize] += 1;
+                        i += 1;
+                        len = l2;
+                        dist = d2;
+                    } else {
+                        break;
+                    }
+                }
+                let ds = dist_sym(dist);
+                items[k] = match_item(len, dist, ds);
+                k += 1;
+                ll_freq[257 + LEN_SYM[len] as usize] += 1;
+                d_freq[ds] += 1;
+                let end = i + len;
+                let stop = end.min(last + 1);
+                while inserted < stop {
+                    insert(head, prev, inserted);
+                    inserted += 1;
+                }
+                i = end;
             }
         }
         while i < n {
@@ -847,6 +938,49 @@ fn write_items(
     }
     w.put(ll_codes[EOB] as u32, ll_lens[EOB] as u32);
     w.finish()
+}
+
+/// longest() on the 16-bit chains of match_strong_small: `cand` is a
+/// position plus one, 0 ending the chain.
+#[inline(always)]
+fn longest16(
+    page: &[u8],
+    prev: &[u16],
+    mut cand: u16,
+    i: usize,
+    mut depth: u32,
+    nice: usize,
+    mut best: usize,
+) -> (usize, usize) {
+    let max = (page.len() - i).min(MAX_MATCH);
+    let mut best_dist = 0;
+    if best >= max {
+        return (0, 0);
+    }
+    let cur = read32(page, i);
+    while cand != 0 && depth > 0 {
+        let c = cand as usize - 1;
+        if i - c > WINDOW {
+            break;
+        }
+        if page[c + best] == page[i + best] && read32(page, c) == cur {
+            let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
+            if len > best {
+                best = len;
+                best_dist = i - c;
+                if len >= nice || len >= max {
+                    break;
+                }
+            }
+        }
+        cand = prev[c];
+        depth -= 1;
+    }
+    if best_dist == 0 {
+        (0, 0)
+    } else {
+        (best, best_dist)
+    }
 }
 
 /// The longest match at `i` better than `best`, following the chain from
