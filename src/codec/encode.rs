@@ -417,17 +417,23 @@ impl PageEncoder {
                     anchor = end;
                     continue;
                 }
-                let step = 1 + ((i - anchor) >> SKIP_SHIFT);
-                let stop = (i + step).min(n);
-                loop {
-                    // SAFETY: i < stop <= n; k <= i.
-                    let b = unsafe { *p.add(i) };
-                    unsafe { *items.add(k) = b as u32 };
-                    k += 1;
-                    ll_freq[b as usize] += 1;
-                    i += 1;
-                    if i >= stop {
-                        break;
+                // SAFETY: i <= last < n; k <= i.
+                let b = unsafe { *p.add(i) };
+                unsafe { *items.add(k) = b as u32 };
+                k += 1;
+                ll_freq[b as usize] += 1;
+                i += 1;
+                if i - anchor > 1 << SKIP_SHIFT {
+                    // A long stretch without matches: skip ahead, one more
+                    // byte per 2^SKIP_SHIFT bytes of the stretch.
+                    let stop = (i + ((i - anchor) >> SKIP_SHIFT) - 1).min(n);
+                    while i < stop {
+                        // SAFETY: i < stop <= n; k <= i.
+                        let b = unsafe { *p.add(i) };
+                        unsafe { *items.add(k) = b as u32 };
+                        k += 1;
+                        ll_freq[b as usize] += 1;
+                        i += 1;
                     }
                 }
             }
@@ -899,40 +905,45 @@ fn write_items(
     d_codes: &[u16; DIST_SYMS],
     d_lens: &[u8; DIST_SYMS],
 ) -> usize {
+    // Codeword | length << 16: one load per symbol.
+    let mut ll = [0u32; LITLEN_SYMS];
+    for ((e, &c), &l) in ll.iter_mut().zip(ll_codes).zip(ll_lens) {
+        *e = c as u32 | (l as u32) << 16;
+    }
+    let mut d = [0u32; DIST_SYMS];
+    for ((e, &c), &l) in d.iter_mut().zip(d_codes).zip(d_lens) {
+        *e = c as u32 | (l as u32) << 16;
+    }
+    let n = items.len();
     let mut k = 0;
-    while k < items.len() {
+    while k < n {
         let item = items[k];
         k += 1;
         if item & MATCH == 0 {
-            let b = item as usize & 255;
-            w.put(ll_codes[b] as u32, ll_lens[b] as u32);
+            let e = ll[(item & 255) as usize];
+            w.put(e & 0xffff, e >> 16);
             // Up to three literals per flush: 7 + 3 x 15 bits fit.
-            if let Some(&next) = items.get(k) {
-                if next & MATCH == 0 {
-                    let b = next as usize & 255;
-                    w.put(ll_codes[b] as u32, ll_lens[b] as u32);
+            if k < n && items[k] & MATCH == 0 {
+                let e = ll[(items[k] & 255) as usize];
+                w.put(e & 0xffff, e >> 16);
+                k += 1;
+                if k < n && items[k] & MATCH == 0 {
+                    let e = ll[(items[k] & 255) as usize];
+                    w.put(e & 0xffff, e >> 16);
                     k += 1;
-                    if let Some(&next) = items.get(k) {
-                        if next & MATCH == 0 {
-                            let b = next as usize & 255;
-                            w.put(ll_codes[b] as u32, ll_lens[b] as u32);
-                            k += 1;
-                        }
-                    }
                 }
             }
         } else {
             let len = ((item >> 16) & 511) as usize;
-            let dist = (item & 0xffff) as usize;
+            let dist = item & 0xffff;
             let ls = LEN_SYM[len] as usize;
-            w.put(ll_codes[257 + ls] as u32, ll_lens[257 + ls] as u32);
+            let e = ll[257 + ls];
+            w.put(e & 0xffff, e >> 16);
             w.put((len - LEN_BASE[ls] as usize) as u32, LEN_EXTRA[ls] as u32);
             let ds = ((item >> 25) & 31) as usize;
-            w.put(d_codes[ds] as u32, d_lens[ds] as u32);
-            w.put(
-                (dist - DIST_BASE[ds] as usize) as u32,
-                DIST_EXTRA[ds] as u32,
-            );
+            let e = d[ds];
+            w.put(e & 0xffff, e >> 16);
+            w.put(dist - DIST_BASE[ds] as u32, DIST_EXTRA[ds] as u32);
         }
         w.flush();
     }
