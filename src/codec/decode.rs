@@ -122,9 +122,12 @@ fn build_table(
     }
     let used = offs[MAX_CODE_LEN + 1] as usize;
     let main_len = 1usize << table_bits;
-    if left != 0 {
-        table[..main_len].fill(INVALID);
-    }
+    // The main table grows by doubling: while it holds 2^filled entries,
+    // every codeword up to `filled` bits sits at its (bit-reversed) index,
+    // and doubling replicates each one into the slots where the next bit
+    // is "don't care". Slots no codeword reaches stay INVALID.
+    table[0] = INVALID;
+    let mut filled = 0u32;
     let mut remaining = count;
     let mut code: u32 = 0;
     let mut cur_len: u32 = 1;
@@ -143,14 +146,18 @@ fn build_table(
         code += 1;
         remaining[len as usize] -= 1;
         if len <= table_bits {
-            let entry = info[sym] + (len << 8) + len;
-            let step = 1usize << len;
-            let mut j = rev;
-            while j < main_len {
-                table[j] = entry;
-                j += step;
+            while filled < len {
+                let half = 1usize << filled;
+                table.copy_within(0..half, half);
+                filled += 1;
             }
+            table[rev] = info[sym] + (len << 8) + len;
         } else {
+            while filled < table_bits {
+                let half = 1usize << filled;
+                table.copy_within(0..half, half);
+                filled += 1;
+            }
             let prefix = rev & (main_len - 1);
             if prefix != sub_prefix {
                 // A new subtable: as deep as the longest codeword sharing
@@ -183,6 +190,11 @@ fn build_table(
                 j += step;
             }
         }
+    }
+    while filled < table_bits {
+        let half = 1usize << filled;
+        table.copy_within(0..half, half);
+        filled += 1;
     }
     Ok(())
 }
