@@ -566,8 +566,9 @@ fn huffman_loop(
 
             let mut entry = litlen[(buf & LL_MASK) as usize];
             if entry & F_LIT != 0 {
-                // Up to three literals per refill: 3 x 15 bits <= 56. The
-                // loop condition leaves room for three bytes.
+                // Up to five literals per refill: a literal in the main
+                // table takes at most LITLEN_BITS, 5 x 10 <= 56, and the
+                // loop condition leaves room for five bytes.
                 buf >>= entry & 0xff;
                 cnt -= entry & 0xff;
                 // SAFETY: pos <= page_len - FAST_OUT_MARGIN.
@@ -587,7 +588,23 @@ fn huffman_loop(
                         // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 2.
                         unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                         pos += 1;
-                        continue;
+                        entry = litlen[(buf & LL_MASK) as usize];
+                        if entry & F_LIT != 0 {
+                            buf >>= entry & 0xff;
+                            cnt -= entry & 0xff;
+                            // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 3.
+                            unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
+                            pos += 1;
+                            entry = litlen[(buf & LL_MASK) as usize];
+                            if entry & F_LIT != 0 {
+                                buf >>= entry & 0xff;
+                                cnt -= entry & 0xff;
+                                // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 4.
+                                unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
+                                pos += 1;
+                                continue;
+                            }
+                        }
                     }
                 }
                 // A length needs up to 48 bits: refill again.
@@ -604,8 +621,8 @@ fn huffman_loop(
                 if entry & F_LIT != 0 {
                     buf >>= entry & 0xff;
                     cnt -= entry & 0xff;
-                    // SAFETY: at most two literals were written since the
-                    // loop condition, which left room for three.
+                    // SAFETY: at most four literals were written since the
+                    // loop condition, which left room for five.
                     unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                     pos += 1;
                     continue;
@@ -737,8 +754,8 @@ fn huffman_loop(
 
 /// Bytes past a match's end that `copy_match_unchecked` may write.
 const COPY_SLACK: usize = 16;
-/// Room the fast loop keeps at the page's end: three literals.
-const FAST_OUT_MARGIN: usize = 3;
+/// Room the fast loop keeps at the page's end: five literals.
+const FAST_OUT_MARGIN: usize = 5;
 
 /// Copies `len` bytes from `dist` back to `pos`, LZ77-style, in 16- or
 /// 8-byte chunks that may write up to COPY_SLACK - 1 bytes past the match
@@ -827,6 +844,8 @@ fn copy_match(page: &mut [u8], pos: usize, dist: usize, len: usize) {
 // subtable, length extra bits, distance codeword, distance extra bits) fits:
 // 15 + 5 + 15 + 13 = 48 bits.
 const _: () = assert!(MAX_MATCH == LEN_BASE[28] as usize);
+// Five main-table literals, or four and one from a subtable, per refill.
+const _: () = assert!(5 * LITLEN_BITS <= 56 && 4 * LITLEN_BITS + MAX_CODE_LEN as u32 <= 56);
 
 #[cfg(test)]
 mod tests {
