@@ -25,9 +25,16 @@ const STRONG_HASH_BITS: u32 = 14;
 /// Hash bits of the strong level's 16-bit table for small pages.
 const STRONG_SMALL_BITS: u32 = 13;
 
-/// Items: a literal is its byte; a match is
-/// MATCH | distance symbol << 25 | len << 16 | dist (dist < 65536).
+/// Match items: MATCH | distance symbol << 25 | len << 16 | dist
+/// (dist < 65536). The literals between matches are not items: the writer
+/// takes them from the page.
 const MATCH: u32 = 1 << 31;
+
+/// A match item with the number of literals that precede it.
+#[inline(always)]
+fn match_entry(item: u32, literals: usize) -> u64 {
+    item as u64 | (literals as u64) << 32
+}
 
 #[inline(always)]
 fn match_item(len: usize, dist: usize, dist_sym: usize) -> u32 {
@@ -246,7 +253,8 @@ pub struct PageEncoder {
     /// Hash chains (Strong): previous position with the same hash, tagged.
     prev: Vec<u32>,
     base: u32,
-    items: Vec<u32>,
+    /// Matches: a match item (low half) | literals before it << 32.
+    items: Vec<u64>,
     ll_freq: [u32; LITLEN_SYMS],
     d_freq: [u32; DIST_SYMS],
     ll_lens: [u8; LITLEN_SYMS],
@@ -336,8 +344,6 @@ impl PageEncoder {
             return 0;
         }
         let b = page[0];
-        items[k] = b as u32;
-        k += 1;
         self.ll_freq[b as usize] += 1;
         let mut rem = n - 1;
         while rem >= 3 {
@@ -348,15 +354,13 @@ impl PageEncoder {
             } else {
                 rem - 3
             };
-            items[k] = match_item(len, 1, 0);
+            items[k] = match_entry(match_item(len, 1, 0), (k == 0) as usize);
             k += 1;
             self.ll_freq[257 + LEN_SYM[len] as usize] += 1;
             self.d_freq[0] += 1;
             rem -= len;
         }
         for _ in 0..rem {
-            items[k] = b as u32;
-            k += 1;
             self.ll_freq[b as usize] += 1;
         }
         k
@@ -382,15 +386,13 @@ impl PageEncoder {
         // covers at least one byte of the page.
         let rd32 = |x: usize| unsafe { p.add(x).cast::<u32>().read_unaligned() };
         let mut k = 0;
+        let mut lit_start = 0usize;
         let mut i = 0;
         if n > MIN_MATCH {
             let last = n - MIN_MATCH;
             let mut anchor = 0;
             // Position 0 is in the table already; start matching at 1.
             let b = page[0];
-            // SAFETY: see above.
-            unsafe { *items.add(k) = b as u32 };
-            k += 1;
             ll_freq[b as usize] += 1;
             i = 1;
             while i <= last {
@@ -404,11 +406,14 @@ impl PageEncoder {
                     let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
                     let ds = dist_sym(i - c);
                     // SAFETY: see above.
-                    unsafe { *items.add(k) = match_item(len, i - c, ds) };
+                    unsafe {
+                        *items.add(k) = match_entry(match_item(len, i - c, ds), i - lit_start)
+                    };
                     k += 1;
                     ll_freq[257 + LEN_SYM[len] as usize] += 1;
                     d_freq[ds] += 1;
                     let end = i + len;
+                    lit_start = end;
                     if end - 2 <= last {
                         let q = end - 2;
                         head[hash(rd32(q), FAST_HASH_BITS)] = q as u16;
@@ -419,8 +424,6 @@ impl PageEncoder {
                 }
                 // SAFETY: i <= last < n; k <= i.
                 let b = unsafe { *p.add(i) };
-                unsafe { *items.add(k) = b as u32 };
-                k += 1;
                 ll_freq[b as usize] += 1;
                 i += 1;
                 if i - anchor > 1 << SKIP_SHIFT {
@@ -430,8 +433,6 @@ impl PageEncoder {
                     while i < stop {
                         // SAFETY: i < stop <= n; k <= i.
                         let b = unsafe { *p.add(i) };
-                        unsafe { *items.add(k) = b as u32 };
-                        k += 1;
                         ll_freq[b as usize] += 1;
                         i += 1;
                     }
@@ -440,8 +441,6 @@ impl PageEncoder {
         }
         while i < n {
             let b = page[i];
-            self.items[k] = b as u32;
-            k += 1;
             ll_freq[b as usize] += 1;
             i += 1;
         }
@@ -464,6 +463,7 @@ impl PageEncoder {
         let ll_freq = &mut self.ll_freq;
         let d_freq = &mut self.d_freq;
         let mut k = 0;
+        let mut lit_start = 0usize;
         let mut i = 0;
         if n > MIN_MATCH {
             let last = n - MIN_MATCH;
@@ -478,11 +478,13 @@ impl PageEncoder {
                     if i - c <= WINDOW && read32(page, c) == cur {
                         let max = (n - i).min(MAX_MATCH);
                         let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
-                        items[k] = match_item(len, i - c, dist_sym(i - c));
+                        items[k] =
+                            match_entry(match_item(len, i - c, dist_sym(i - c)), i - lit_start);
                         k += 1;
                         ll_freq[257 + LEN_SYM[len] as usize] += 1;
                         d_freq[dist_sym(i - c)] += 1;
                         let end = i + len;
+                        lit_start = end;
                         if end - 2 <= last {
                             let p = end - 2;
                             head[hash(read32(page, p), FAST_HASH_BITS)] = base + p as u32;
@@ -496,8 +498,6 @@ impl PageEncoder {
                 let stop = (i + step).min(n);
                 while i < stop {
                     let b = page[i];
-                    items[k] = b as u32;
-                    k += 1;
                     ll_freq[b as usize] += 1;
                     i += 1;
                 }
@@ -505,8 +505,6 @@ impl PageEncoder {
         }
         while i < n {
             let b = page[i];
-            items[k] = b as u32;
-            k += 1;
             ll_freq[b as usize] += 1;
             i += 1;
         }
@@ -532,6 +530,7 @@ impl PageEncoder {
         let ll_freq = &mut self.ll_freq;
         let d_freq = &mut self.d_freq;
         let mut k = 0;
+        let mut lit_start = 0usize;
         let mut i = 0;
         if n > MIN_MATCH {
             let last = n - MIN_MATCH;
@@ -550,8 +549,6 @@ impl PageEncoder {
                     longest16(page, prev, cand, i, DEPTH, NICE, MIN_MATCH - 1);
                 if len < MIN_MATCH {
                     let b = page[i];
-                    items[k] = b as u32;
-                    k += 1;
                     ll_freq[b as usize] += 1;
                     i += 1;
                     continue;
@@ -562,8 +559,6 @@ impl PageEncoder {
                     let (l2, d2) = longest16(page, prev, cand, i + 1, LAZY_DEPTH, NICE, len);
                     if l2 > len {
                         let b = page[i];
-                        items[k] = b as u32;
-                        k += 1;
                         ll_freq[b as usize] += 1;
                         i += 1;
                         len = l2;
@@ -573,11 +568,12 @@ impl PageEncoder {
                     }
                 }
                 let ds = dist_sym(dist);
-                items[k] = match_item(len, dist, ds);
+                items[k] = match_entry(match_item(len, dist, ds), i - lit_start);
                 k += 1;
                 ll_freq[257 + LEN_SYM[len] as usize] += 1;
                 d_freq[ds] += 1;
                 let end = i + len;
+                lit_start = end;
                 let stop = end.min(last + 1);
                 while inserted < stop {
                     insert(head, prev, inserted);
@@ -588,8 +584,6 @@ impl PageEncoder {
         }
         while i < n {
             let b = page[i];
-            items[k] = b as u32;
-            k += 1;
             ll_freq[b as usize] += 1;
             i += 1;
         }
@@ -612,6 +606,7 @@ impl PageEncoder {
         let ll_freq = &mut self.ll_freq;
         let d_freq = &mut self.d_freq;
         let mut k = 0;
+        let mut lit_start = 0usize;
         let mut i = 0;
         if n > MIN_MATCH {
             let last = n - MIN_MATCH;
@@ -630,8 +625,6 @@ impl PageEncoder {
                     longest(page, prev, cand, base, i, DEPTH, NICE, MIN_MATCH - 1);
                 if len < MIN_MATCH {
                     let b = page[i];
-                    items[k] = b as u32;
-                    k += 1;
                     ll_freq[b as usize] += 1;
                     i += 1;
                     continue;
@@ -642,8 +635,6 @@ impl PageEncoder {
                     let (l2, d2) = longest(page, prev, cand, base, i + 1, LAZY_DEPTH, NICE, len);
                     if l2 > len {
                         let b = page[i];
-                        items[k] = b as u32;
-                        k += 1;
                         ll_freq[b as usize] += 1;
                         i += 1;
                         len = l2;
@@ -652,11 +643,12 @@ impl PageEncoder {
                         break;
                     }
                 }
-                items[k] = match_item(len, dist, dist_sym(dist));
+                items[k] = match_entry(match_item(len, dist, dist_sym(dist)), i - lit_start);
                 k += 1;
                 ll_freq[257 + LEN_SYM[len] as usize] += 1;
                 d_freq[dist_sym(dist)] += 1;
                 let end = i + len;
+                lit_start = end;
                 let stop = end.min(last + 1);
                 while inserted < stop {
                     insert(head, prev, inserted);
@@ -667,8 +659,6 @@ impl PageEncoder {
         }
         while i < n {
             let b = page[i];
-            items[k] = b as u32;
-            k += 1;
             ll_freq[b as usize] += 1;
             i += 1;
         }
@@ -837,6 +827,7 @@ impl PageEncoder {
             }
             write_items(
                 w,
+                page,
                 items,
                 &self.ll_codes,
                 &self.ll_lens,
@@ -848,6 +839,7 @@ impl PageEncoder {
             w.put(1 | (1 << 1), 3);
             write_items(
                 w,
+                page,
                 items,
                 &FIXED_LL_CODES,
                 &FIXED_LL_LENS,
@@ -896,10 +888,32 @@ fn write_stored(page: &[u8], out: &mut [u8]) -> usize {
     pos
 }
 
+/// Writes the literals `lits`, two codewords per flush (7 + 2 x 15 bits
+/// fit), in a loop whose only data-dependent branch is its end.
+#[inline(always)]
+fn write_literals(w: &mut Writer, lits: &[u8], ll: &[u32; LITLEN_SYMS]) {
+    let mut pairs = lits.chunks_exact(2);
+    for c in &mut pairs {
+        let e = ll[c[0] as usize];
+        w.put(e & 0xffff, e >> 16);
+        let e = ll[c[1] as usize];
+        w.put(e & 0xffff, e >> 16);
+        w.flush();
+    }
+    if let [b] = pairs.remainder() {
+        let e = ll[*b as usize];
+        w.put(e & 0xffff, e >> 16);
+        w.flush();
+    }
+}
+
+/// Writes the page's symbols, the literals from `page` between the match
+/// items, and the end of block.
 #[inline(always)]
 fn write_items(
     mut w: Writer,
-    items: &[u32],
+    page: &[u8],
+    items: &[u64],
     ll_codes: &[u16; LITLEN_SYMS],
     ll_lens: &[u8; LITLEN_SYMS],
     d_codes: &[u16; DIST_SYMS],
@@ -914,39 +928,28 @@ fn write_items(
     for ((e, &c), &l) in d.iter_mut().zip(d_codes).zip(d_lens) {
         *e = c as u32 | (l as u32) << 16;
     }
-    let n = items.len();
-    let mut k = 0;
-    while k < n {
-        let item = items[k];
-        k += 1;
-        if item & MATCH == 0 {
-            let e = ll[(item & 255) as usize];
-            w.put(e & 0xffff, e >> 16);
-            // Up to three literals per flush: 7 + 3 x 15 bits fit.
-            if k < n && items[k] & MATCH == 0 {
-                let e = ll[(items[k] & 255) as usize];
-                w.put(e & 0xffff, e >> 16);
-                k += 1;
-                if k < n && items[k] & MATCH == 0 {
-                    let e = ll[(items[k] & 255) as usize];
-                    w.put(e & 0xffff, e >> 16);
-                    k += 1;
-                }
-            }
-        } else {
-            let len = ((item >> 16) & 511) as usize;
-            let dist = item & 0xffff;
-            let ls = LEN_SYM[len] as usize;
-            let e = ll[257 + ls];
-            w.put(e & 0xffff, e >> 16);
-            w.put((len - LEN_BASE[ls] as usize) as u32, LEN_EXTRA[ls] as u32);
-            let ds = ((item >> 25) & 31) as usize;
-            let e = d[ds];
-            w.put(e & 0xffff, e >> 16);
-            w.put(dist - DIST_BASE[ds] as u32, DIST_EXTRA[ds] as u32);
+    let mut pos = 0;
+    for &entry in items {
+        let run = (entry >> 32) as usize;
+        if run != 0 {
+            write_literals(&mut w, &page[pos..pos + run], &ll);
+            pos += run;
         }
+        let item = entry as u32;
+        let len = ((item >> 16) & 511) as usize;
+        let dist = item & 0xffff;
+        let ls = LEN_SYM[len] as usize;
+        let e = ll[257 + ls];
+        w.put(e & 0xffff, e >> 16);
+        w.put((len - LEN_BASE[ls] as usize) as u32, LEN_EXTRA[ls] as u32);
+        let ds = ((item >> 25) & 31) as usize;
+        let e = d[ds];
+        w.put(e & 0xffff, e >> 16);
+        w.put(dist - DIST_BASE[ds] as u32, DIST_EXTRA[ds] as u32);
         w.flush();
+        pos += len;
     }
+    write_literals(&mut w, &page[pos..], &ll);
     w.put(ll_codes[EOB] as u32, ll_lens[EOB] as u32);
     w.finish()
 }
