@@ -3,9 +3,18 @@
 //! Table-driven: one lookup in a 2^10-entry table resolves a literal, a
 //! length with its extra bits, the end of block or a pointer into a
 //! subtable for the rare longer codewords. A 64-bit bit buffer is refilled
-//! once per symbol, which leaves enough bits for a whole match (length,
-//! extra bits, distance, extra bits). The fixed-Huffman tables (what Intel
-//! QPL sends with QEMU's flags) are built once per decoder.
+//! branch-free once per match or up to five literals, which leaves enough
+//! bits for a whole match (length, extra bits, distance, extra bits). The
+//! fixed-Huffman tables (what Intel QPL sends with QEMU's flags) are built
+//! once per decoder; dynamic ones are built per block by doubling the main
+//! table.
+//!
+//! The fast loop runs while 8 input bytes can be read and five literals fit
+//! in the page, without bounds checks (`unsafe`, each use argued in a
+//! SAFETY comment); a match copies in 16- or 8-byte chunks when 16 bytes of
+//! slack follow it in the page, else exactly. The stream's and the page's
+//! last bytes go through a careful loop. On x86-64 the decoder is compiled a
+//! second time for BMI2 and picked at run time.
 
 use super::tables::{
     fixed_litlen_lengths, DIST_BASE, DIST_EXTRA, DIST_SYMS, EOB, FIXED_DIST_LENGTHS, LEN_BASE,

@@ -1,10 +1,12 @@
 //! The page encoder: one page into one raw DEFLATE stream of a single block.
 //!
-//! The matcher (greedy on a one-entry hash table for `Fast`, lazy on hash
-//! chains for `Strong`) turns the page into literals and matches while
-//! counting symbol frequencies. Then the exact size of the block is computed
-//! for a dynamic code, the fixed code and a stored block, and the smallest is
-//! written, if it fits.
+//! The matcher (greedy on a one-entry hash table for `Fast`, lazy on short
+//! hash chains for `Strong`; for pages up to 64 KiB both on 16-bit position
+//! tables cleared per page) turns the page into matches, each with the
+//! number of literals before it, while counting symbol frequencies. Then
+//! the exact size of the block is computed for a dynamic code, the fixed
+//! code and a stored block, and the smallest is written, if it fits; the
+//! writer takes the literals straight from the page.
 
 use super::huffman::{build_codes, build_lengths};
 use super::tables::{
