@@ -383,10 +383,14 @@ impl PageEncoder {
         let far = n > WINDOW;
         let p = page.as_ptr();
         // SAFETY (for every use below): reads at x need x + 4 <= n, which
-        // holds for x <= last and for table positions c < i <= last; item
-        // stores need k < items.len(), and k <= i < n + 1 because every item
-        // covers at least one byte of the page.
-        let rd32 = |x: usize| unsafe { p.add(x).cast::<u32>().read_unaligned() };
+        // holds for x <= last and for table positions c < i <= last (the
+        // table is cleared above and only ever holds positions <= last);
+        // item stores need k < items.len(), and k <= i < n + 1 because every
+        // item covers at least four bytes of the page.
+        let rd32 = |x: usize| {
+            debug_assert!(x + 4 <= n);
+            unsafe { p.add(x).cast::<u32>().read_unaligned() }
+        };
         let mut k = 0;
         let mut lit_start = 0usize;
         let mut i = 0;
