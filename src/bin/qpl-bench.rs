@@ -6,7 +6,10 @@
 //! interleaved across codecs so that drift on a shared machine hits them all
 //! alike; the table shows medians. Every round trip is verified.
 //!
-//! `cargo run --release --features bench --bin qpl-bench -- [--json] [--reps N] FILE...`
+//! `cargo run --release --features bench --bin qpl-bench -- [--json] [--reps N] [--only NAME]... [--best] FILE...`
+//!
+//! `--only NAME` keeps the rows whose codec name contains NAME (repeatable);
+//! `--best` shows the fastest repetition instead of the median.
 
 use std::time::{Duration, Instant};
 
@@ -267,6 +270,8 @@ fn rows() -> Vec<Row> {
 fn main() {
     let mut json = false;
     let mut reps = 5usize;
+    let mut only: Vec<String> = Vec::new();
+    let mut best = false;
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -279,8 +284,10 @@ fn main() {
                     .filter(|&n| n > 0)
                     .expect("--reps takes a positive number")
             }
+            "--best" => best = true,
+            "--only" => only.push(args.next().expect("--only takes a codec name fragment")),
             "-h" | "--help" => {
-                println!("usage: qpl-bench [--json] [--reps N] FILE...");
+                println!("usage: qpl-bench [--json] [--reps N] [--only NAME]... [--best] FILE...");
                 return;
             }
             _ => files.push(arg),
@@ -307,6 +314,9 @@ fn main() {
     );
 
     let mut rows = rows();
+    if !only.is_empty() {
+        rows.retain(|row| only.iter().any(|o| row.name.contains(o.as_str())));
+    }
     let mut output = vec![0u8; data.len()];
     let mut encoded = Encoded {
         streams: Vec::with_capacity(data.len()),
@@ -325,8 +335,15 @@ fn main() {
         println!("|---|---|---|---|---|");
     }
     for row in &rows {
-        let compress = mbps(data.len(), median(&row.compress));
-        let decompress = mbps(data.len(), median(&row.decompress));
+        let pick = |times: &[Duration]| {
+            if best {
+                times.iter().min().copied()
+            } else {
+                median(times)
+            }
+        };
+        let compress = mbps(data.len(), pick(&row.compress));
+        let decompress = mbps(data.len(), pick(&row.decompress));
         let ratio = data.len() as f64 / row.wire_bytes as f64;
         let raw_pct = row.raw_pages.map(|r| 100.0 * r as f64 / pages.len() as f64);
         let show = |v: Option<f64>, digits: usize| match v {

@@ -3,9 +3,18 @@
 //! Table-driven: one lookup in a 2^10-entry table resolves a literal, a
 //! length with its extra bits, the end of block or a pointer into a
 //! subtable for the rare longer codewords. A 64-bit bit buffer is refilled
-//! once per symbol, which leaves enough bits for a whole match (length,
-//! extra bits, distance, extra bits). The fixed-Huffman tables (what Intel
-//! QPL sends with QEMU's flags) are built once per decoder.
+//! branch-free once per match or up to five literals, which leaves enough
+//! bits for a whole match (length, extra bits, distance, extra bits). The
+//! fixed-Huffman tables (what Intel QPL sends with QEMU's flags) are built
+//! once per decoder; dynamic ones are built per block by doubling the main
+//! table.
+//!
+//! The fast loop runs while 8 input bytes can be read and five literals fit
+//! in the page, without bounds checks (`unsafe`, each use argued in a
+//! SAFETY comment); a match copies in 16- or 8-byte chunks when 16 bytes of
+//! slack follow it in the page, else exactly. The stream's and the page's
+//! last bytes go through a careful loop. On x86-64 the decoder is compiled a
+//! second time for BMI2 and picked at run time.
 
 use super::tables::{
     fixed_litlen_lengths, DIST_BASE, DIST_EXTRA, DIST_SYMS, EOB, FIXED_DIST_LENGTHS, LEN_BASE,
@@ -122,9 +131,12 @@ fn build_table(
     }
     let used = offs[MAX_CODE_LEN + 1] as usize;
     let main_len = 1usize << table_bits;
-    if left != 0 {
-        table[..main_len].fill(INVALID);
-    }
+    // The main table grows by doubling: while it holds 2^filled entries,
+    // every codeword up to `filled` bits sits at its (bit-reversed) index,
+    // and doubling replicates each one into the slots where the next bit
+    // is "don't care". Slots no codeword reaches stay INVALID.
+    table[0] = INVALID;
+    let mut filled = 0u32;
     let mut remaining = count;
     let mut code: u32 = 0;
     let mut cur_len: u32 = 1;
@@ -143,14 +155,18 @@ fn build_table(
         code += 1;
         remaining[len as usize] -= 1;
         if len <= table_bits {
-            let entry = info[sym] + (len << 8) + len;
-            let step = 1usize << len;
-            let mut j = rev;
-            while j < main_len {
-                table[j] = entry;
-                j += step;
+            while filled < len {
+                let half = 1usize << filled;
+                table.copy_within(0..half, half);
+                filled += 1;
             }
+            table[rev] = info[sym] + (len << 8) + len;
         } else {
+            while filled < table_bits {
+                let half = 1usize << filled;
+                table.copy_within(0..half, half);
+                filled += 1;
+            }
             let prefix = rev & (main_len - 1);
             if prefix != sub_prefix {
                 // A new subtable: as deep as the longest codeword sharing
@@ -183,6 +199,11 @@ fn build_table(
                 j += step;
             }
         }
+    }
+    while filled < table_bits {
+        let half = 1usize << filled;
+        table.copy_within(0..half, half);
+        filled += 1;
     }
     Ok(())
 }
@@ -303,6 +324,9 @@ pub struct PageDecoder {
     fixed_dist: Box<DistTable>,
     precode: [u32; PRECODE_TABLE_LEN],
     lens: [u8; LITLEN_SYMS + DIST_SYMS],
+    /// Whether the CPU has BMI2, for the decoder compiled to use it.
+    #[cfg(target_arch = "x86_64")]
+    bmi2: bool,
 }
 
 impl Default for PageDecoder {
@@ -339,12 +363,36 @@ impl PageDecoder {
             fixed_dist,
             precode: [INVALID; PRECODE_TABLE_LEN],
             lens: [0; LITLEN_SYMS + DIST_SYMS],
+            #[cfg(target_arch = "x86_64")]
+            bmi2: std::arch::is_x86_feature_detected!("bmi2"),
         }
     }
 
     /// Inflates `stream` into `page`, which it must fill exactly. Writes only
     /// inside `page`; on error the page's content is unspecified.
     pub fn decode(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
+        #[cfg(target_arch = "x86_64")]
+        if self.bmi2 {
+            // SAFETY: new() found that this CPU has BMI2.
+            return unsafe { self.decode_bmi2(stream, page) };
+        }
+        self.decode_portable(stream, page)
+    }
+
+    /// decode() compiled for BMI2 (single-uop variable shifts).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi2")]
+    unsafe fn decode_bmi2(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
+        self.decode_inner(stream, page)
+    }
+
+    #[inline(never)]
+    fn decode_portable(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
+        self.decode_inner(stream, page)
+    }
+
+    #[inline(always)]
+    fn decode_inner(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
         let mut bits = Bits::new(stream);
         let mut out = 0usize;
         loop {
@@ -506,41 +554,66 @@ fn huffman_loop(
     let page_len = page.len();
     let mut pos = *out;
 
-    // Fast loop: while 8 input bytes can be read and a whole match (plus the
-    // word copy's overshoot) fits in the page, no bound can be hit, so the
-    // only exits are the end of block and corrupt codes.
-    if bits.overrun == 0 {
+    // Fast loop: while 8 input bytes can be read and three literals fit in
+    // the page, the bit buffer needs no bounds checks; matches check their
+    // own room.
+    if bits.overrun == 0 && input.len() >= 8 && page_len >= FAST_OUT_MARGIN {
+        let in_last = input.len() - 8;
+        let out_last = page_len - FAST_OUT_MARGIN;
+        let in_ptr = input.as_ptr();
+        let out_ptr = page.as_mut_ptr();
         let mut ip = bits.pos;
         let mut buf = bits.buf;
         let mut cnt = bits.count;
         let mut result = None;
-        while ip + 8 <= input.len() && pos + MAX_MATCH + 8 <= page_len {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&input[ip..ip + 8]);
-            buf |= u64::from_le_bytes(w) << cnt;
+        while ip <= in_last && pos <= out_last {
+            // SAFETY: ip + 8 <= input.len() by the loop condition.
+            let word = unsafe { in_ptr.add(ip).cast::<u64>().read_unaligned() };
+            buf |= u64::from_le(word) << cnt;
             ip += (63 - cnt as usize) >> 3;
             cnt |= 56;
 
             let mut entry = litlen[(buf & LL_MASK) as usize];
             if entry & F_LIT != 0 {
-                // Up to three literals per refill: 3 x 15 bits <= 56.
+                // Up to five literals per refill: a literal in the main
+                // table takes at most LITLEN_BITS, 5 x 10 <= 56, and the
+                // loop condition leaves room for five bytes.
                 buf >>= entry & 0xff;
                 cnt -= entry & 0xff;
-                page[pos] = (entry >> 16) as u8;
+                // SAFETY: pos <= page_len - FAST_OUT_MARGIN.
+                unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                 pos += 1;
                 entry = litlen[(buf & LL_MASK) as usize];
                 if entry & F_LIT != 0 {
                     buf >>= entry & 0xff;
                     cnt -= entry & 0xff;
-                    page[pos] = (entry >> 16) as u8;
+                    // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 1.
+                    unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                     pos += 1;
                     entry = litlen[(buf & LL_MASK) as usize];
                     if entry & F_LIT != 0 {
                         buf >>= entry & 0xff;
                         cnt -= entry & 0xff;
-                        page[pos] = (entry >> 16) as u8;
+                        // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 2.
+                        unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                         pos += 1;
-                        continue;
+                        entry = litlen[(buf & LL_MASK) as usize];
+                        if entry & F_LIT != 0 {
+                            buf >>= entry & 0xff;
+                            cnt -= entry & 0xff;
+                            // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 3.
+                            unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
+                            pos += 1;
+                            entry = litlen[(buf & LL_MASK) as usize];
+                            if entry & F_LIT != 0 {
+                                buf >>= entry & 0xff;
+                                cnt -= entry & 0xff;
+                                // SAFETY: pos <= page_len - FAST_OUT_MARGIN + 4.
+                                unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
+                                pos += 1;
+                                continue;
+                            }
+                        }
                     }
                 }
                 // A length needs up to 48 bits: refill again.
@@ -557,7 +630,9 @@ fn huffman_loop(
                 if entry & F_LIT != 0 {
                     buf >>= entry & 0xff;
                     cnt -= entry & 0xff;
-                    page[pos] = (entry >> 16) as u8;
+                    // SAFETY: at most four literals were written since the
+                    // loop condition, which left room for five.
+                    unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                     pos += 1;
                     continue;
                 }
@@ -599,7 +674,15 @@ fn huffman_loop(
                 result = Some(Err(DecodeFault::Corrupt("distance too far back")));
                 break;
             }
-            copy_match_fast(page, pos, d, len);
+            if pos + len + COPY_SLACK <= page_len {
+                // SAFETY: 1 <= d <= pos and pos + len + COPY_SLACK <= page_len.
+                unsafe { copy_match_unchecked(out_ptr, pos, d, len) };
+            } else if len <= page_len - pos {
+                copy_match(page, pos, d, len);
+            } else {
+                result = Some(Err(DecodeFault::PastEnd));
+                break;
+            }
             pos += len;
         }
         bits.pos = ip;
@@ -678,27 +761,62 @@ fn huffman_loop(
     result
 }
 
-/// copy_match when pos + len + 8 <= page.len() is known.
+/// Bytes past a match's end that `copy_match_unchecked` may write.
+const COPY_SLACK: usize = 16;
+/// Room the fast loop keeps at the page's end: five literals.
+const FAST_OUT_MARGIN: usize = 5;
+
+/// Copies `len` bytes from `dist` back to `pos`, LZ77-style, in 16- or
+/// 8-byte chunks that may write up to COPY_SLACK - 1 bytes past the match
+/// (inside the page, overwritten by what follows).
+///
+/// # Safety
+/// `out` points to a page of at least `pos + len + COPY_SLACK` bytes, and
+/// `1 <= dist <= pos`.
 #[inline(always)]
-fn copy_match_fast(page: &mut [u8], pos: usize, dist: usize, len: usize) {
-    let src = pos - dist;
-    if dist >= 8 {
-        let end = pos + len;
-        let mut s = src;
-        let mut d = pos;
-        while d < end {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&page[s..s + 8]);
-            page[d..d + 8].copy_from_slice(&w);
-            s += 8;
-            d += 8;
-        }
-    } else if dist == 1 {
-        let byte = page[src];
-        page[pos..pos + len].fill(byte);
-    } else {
-        for i in 0..len {
-            page[pos + i] = page[src + i];
+unsafe fn copy_match_unchecked(out: *mut u8, pos: usize, dist: usize, len: usize) {
+    // SAFETY: the caller's bounds keep every access inside the page.
+    unsafe {
+        let mut d = out.add(pos);
+        let end = d.add(len);
+        let mut s = d.sub(dist);
+        if dist >= 16 {
+            // Each chunk reads 16 bytes that end at or before where it writes.
+            loop {
+                d.cast::<u128>()
+                    .write_unaligned(s.cast::<u128>().read_unaligned());
+                d = d.add(16);
+                s = s.add(16);
+                if d >= end {
+                    break;
+                }
+            }
+        } else if dist >= 8 {
+            loop {
+                d.cast::<u64>()
+                    .write_unaligned(s.cast::<u64>().read_unaligned());
+                d = d.add(8);
+                s = s.add(8);
+                if d >= end {
+                    break;
+                }
+            }
+        } else if dist == 1 {
+            let v = u64::from_ne_bytes([*s; 8]);
+            loop {
+                d.cast::<u64>().write_unaligned(v);
+                d = d.add(8);
+                if d >= end {
+                    break;
+                }
+            }
+        } else {
+            // Short period: byte by byte, each byte reading one already final.
+            while d < end {
+                *d = *s;
+                d = d.add(1);
+                s = s.add(1);
+            }
         }
     }
 }
@@ -735,6 +853,8 @@ fn copy_match(page: &mut [u8], pos: usize, dist: usize, len: usize) {
 // subtable, length extra bits, distance codeword, distance extra bits) fits:
 // 15 + 5 + 15 + 13 = 48 bits.
 const _: () = assert!(MAX_MATCH == LEN_BASE[28] as usize);
+// Five main-table literals, or four and one from a subtable, per refill.
+const _: () = assert!(5 * LITLEN_BITS <= 56 && 4 * LITLEN_BITS + MAX_CODE_LEN as u32 <= 56);
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,12 @@
 //! The page encoder: one page into one raw DEFLATE stream of a single block.
 //!
-//! The matcher (greedy on a one-entry hash table for `Fast`, lazy on hash
-//! chains for `Strong`) turns the page into literals and matches while
-//! counting symbol frequencies. Then the exact size of the block is computed
-//! for a dynamic code, the fixed code and a stored block, and the smallest is
-//! written, if it fits.
+//! The matcher (greedy on a one-entry hash table for `Fast`, lazy on short
+//! hash chains for `Strong`; for pages up to 64 KiB both on 16-bit position
+//! tables cleared per page) turns the page into matches, each with the
+//! number of literals before it, while counting symbol frequencies. Then
+//! the exact size of the block is computed for a dynamic code, the fixed
+//! code and a stored block, and the smallest is written, if it fits; the
+//! writer takes the literals straight from the page.
 
 use super::huffman::{build_codes, build_lengths};
 use super::tables::{
@@ -22,9 +24,24 @@ const D_USED: usize = 30;
 
 const FAST_HASH_BITS: u32 = 12;
 const STRONG_HASH_BITS: u32 = 14;
+/// Hash bits of the strong level's 16-bit table for small pages.
+const STRONG_SMALL_BITS: u32 = 13;
 
-/// Items: a literal is its byte; a match is MATCH | len << 16 | dist.
+/// Match items: MATCH | distance symbol << 25 | len << 16 | dist
+/// (dist < 65536). The literals between matches are not items: the writer
+/// takes them from the page.
 const MATCH: u32 = 1 << 31;
+
+/// A match item with the number of literals that precede it.
+#[inline(always)]
+fn match_entry(item: u32, literals: usize) -> u64 {
+    item as u64 | (literals as u64) << 32
+}
+
+#[inline(always)]
+fn match_item(len: usize, dist: usize, dist_sym: usize) -> u32 {
+    MATCH | ((dist_sym as u32) << 25) | ((len as u32) << 16) | dist as u32
+}
 
 const fn len_sym_table() -> [u8; MAX_MATCH + 1] {
     let mut t = [0u8; MAX_MATCH + 1];
@@ -206,11 +223,9 @@ impl<'a> Writer<'a> {
             }
         }
         self.pos += bytes;
-        self.buf = if bytes == 8 {
-            0
-        } else {
-            self.buf >> (bytes * 8)
-        };
+        // Callers flush before 56 bits are buffered: bytes <= 6.
+        debug_assert!(bytes < 8);
+        self.buf >>= (bytes * 8) & 63;
         self.count &= 7;
     }
 
@@ -232,10 +247,16 @@ pub struct PageEncoder {
     /// Hash heads: page position + `base`, so older pages' entries read as
     /// empty without clearing the table.
     head: Box<[u32]>,
+    /// The fast level's hash heads for pages of at most 64 KiB.
+    head16: Box<[u16; 1 << FAST_HASH_BITS]>,
+    /// The strong level's hash heads and chains for pages below 64 KiB.
+    head16s: Box<[u16; 1 << STRONG_SMALL_BITS]>,
+    prev16: Vec<u16>,
     /// Hash chains (Strong): previous position with the same hash, tagged.
     prev: Vec<u32>,
     base: u32,
-    items: Vec<u32>,
+    /// Matches: a match item (low half) | literals before it << 32.
+    items: Vec<u64>,
     ll_freq: [u32; LITLEN_SYMS],
     d_freq: [u32; DIST_SYMS],
     ll_lens: [u8; LITLEN_SYMS],
@@ -266,6 +287,9 @@ impl PageEncoder {
         PageEncoder {
             level,
             head: vec![0u32; 1 << hash_bits].into_boxed_slice(),
+            head16: Box::new([0; 1 << FAST_HASH_BITS]),
+            head16s: Box::new([0; 1 << STRONG_SMALL_BITS]),
+            prev16: Vec::new(),
             prev: Vec::new(),
             base: 1,
             items: Vec::new(),
@@ -291,7 +315,9 @@ impl PageEncoder {
             self.match_uniform(page)
         } else {
             match self.level {
+                Level::Fast if page.len() <= 1 << 16 => self.match_fast_small(page),
                 Level::Fast => self.match_fast(page),
+                Level::Strong if page.len() < 1 << 16 => self.match_strong_small(page),
                 Level::Strong => self.match_strong(page),
             }
         };
@@ -320,8 +346,6 @@ impl PageEncoder {
             return 0;
         }
         let b = page[0];
-        items[k] = b as u32;
-        k += 1;
         self.ll_freq[b as usize] += 1;
         let mut rem = n - 1;
         while rem >= 3 {
@@ -332,16 +356,99 @@ impl PageEncoder {
             } else {
                 rem - 3
             };
-            items[k] = MATCH | ((len as u32) << 16) | 1;
+            items[k] = match_entry(match_item(len, 1, 0), (k == 0) as usize);
             k += 1;
             self.ll_freq[257 + LEN_SYM[len] as usize] += 1;
             self.d_freq[0] += 1;
             rem -= len;
         }
         for _ in 0..rem {
-            items[k] = b as u32;
-            k += 1;
             self.ll_freq[b as usize] += 1;
+        }
+        k
+    }
+
+    /// Greedy matching for pages of at most 64 KiB, on a one-entry hash
+    /// table of 16-bit positions cleared per page (an empty slot reads as
+    /// position 0, an ordinary candidate); returns the item count.
+    fn match_fast_small(&mut self, page: &[u8]) -> usize {
+        const SKIP_SHIFT: u32 = 5;
+        let n = page.len();
+        assert!(n <= 1 << 16 && self.items.len() > n);
+        let head = &mut self.head16;
+        head.fill(0);
+        let items = self.items.as_mut_ptr();
+        let ll_freq = &mut self.ll_freq;
+        let d_freq = &mut self.d_freq;
+        let far = n > WINDOW;
+        let p = page.as_ptr();
+        // SAFETY (for every use below): reads at x need x + 4 <= n, which
+        // holds for x <= last and for table positions c < i <= last (the
+        // table is cleared above and only ever holds positions <= last);
+        // item stores need k < items.len(), and k <= i < n + 1 because every
+        // item covers at least four bytes of the page.
+        let rd32 = |x: usize| {
+            debug_assert!(x + 4 <= n);
+            unsafe { p.add(x).cast::<u32>().read_unaligned() }
+        };
+        let mut k = 0;
+        let mut lit_start = 0usize;
+        let mut i = 0;
+        if n > MIN_MATCH {
+            let last = n - MIN_MATCH;
+            let mut anchor = 0;
+            // Position 0 is in the table already; start matching at 1.
+            let b = page[0];
+            ll_freq[b as usize] += 1;
+            i = 1;
+            while i <= last {
+                let cur = rd32(i);
+                let h = hash(cur, FAST_HASH_BITS);
+                let c = head[h] as usize;
+                head[h] = i as u16;
+                // c < i: every stored position is behind i.
+                if rd32(c) == cur && (!far || i - c <= WINDOW) {
+                    let max = (n - i).min(MAX_MATCH);
+                    let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
+                    let ds = dist_sym(i - c);
+                    // SAFETY: see above.
+                    unsafe {
+                        *items.add(k) = match_entry(match_item(len, i - c, ds), i - lit_start)
+                    };
+                    k += 1;
+                    ll_freq[257 + LEN_SYM[len] as usize] += 1;
+                    d_freq[ds] += 1;
+                    let end = i + len;
+                    lit_start = end;
+                    if end - 2 <= last {
+                        let q = end - 2;
+                        head[hash(rd32(q), FAST_HASH_BITS)] = q as u16;
+                    }
+                    i = end;
+                    anchor = end;
+                    continue;
+                }
+                // SAFETY: i <= last < n; k <= i.
+                let b = unsafe { *p.add(i) };
+                ll_freq[b as usize] += 1;
+                i += 1;
+                if i - anchor > 1 << SKIP_SHIFT {
+                    // A long stretch without matches: skip ahead, one more
+                    // byte per 2^SKIP_SHIFT bytes of the stretch.
+                    let stop = (i + ((i - anchor) >> SKIP_SHIFT) - 1).min(n);
+                    while i < stop {
+                        // SAFETY: i < stop <= n; k <= i.
+                        let b = unsafe { *p.add(i) };
+                        ll_freq[b as usize] += 1;
+                        i += 1;
+                    }
+                }
+            }
+        }
+        while i < n {
+            let b = page[i];
+            ll_freq[b as usize] += 1;
+            i += 1;
         }
         k
     }
@@ -362,6 +469,7 @@ impl PageEncoder {
         let ll_freq = &mut self.ll_freq;
         let d_freq = &mut self.d_freq;
         let mut k = 0;
+        let mut lit_start = 0usize;
         let mut i = 0;
         if n > MIN_MATCH {
             let last = n - MIN_MATCH;
@@ -376,11 +484,13 @@ impl PageEncoder {
                     if i - c <= WINDOW && read32(page, c) == cur {
                         let max = (n - i).min(MAX_MATCH);
                         let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
-                        items[k] = MATCH | ((len as u32) << 16) | (i - c) as u32;
+                        items[k] =
+                            match_entry(match_item(len, i - c, dist_sym(i - c)), i - lit_start);
                         k += 1;
                         ll_freq[257 + LEN_SYM[len] as usize] += 1;
                         d_freq[dist_sym(i - c)] += 1;
                         let end = i + len;
+                        lit_start = end;
                         if end - 2 <= last {
                             let p = end - 2;
                             head[hash(read32(page, p), FAST_HASH_BITS)] = base + p as u32;
@@ -394,8 +504,6 @@ impl PageEncoder {
                 let stop = (i + step).min(n);
                 while i < stop {
                     let b = page[i];
-                    items[k] = b as u32;
-                    k += 1;
                     ll_freq[b as usize] += 1;
                     i += 1;
                 }
@@ -403,8 +511,85 @@ impl PageEncoder {
         }
         while i < n {
             let b = page[i];
-            items[k] = b as u32;
-            k += 1;
+            ll_freq[b as usize] += 1;
+            i += 1;
+        }
+        k
+    }
+
+    /// Lazy matching on hash chains for pages below 64 KiB: heads and
+    /// links are 16-bit positions plus one (0 ends a chain), the heads
+    /// cleared per page; returns the item count.
+    fn match_strong_small(&mut self, page: &[u8]) -> usize {
+        const DEPTH: u32 = 2;
+        const NICE: usize = 16;
+        const LAZY_DEPTH: u32 = 1;
+        let n = page.len();
+        assert!(n < 1 << 16 && self.items.len() > n);
+        if self.prev16.len() < n {
+            self.prev16.resize(n, 0);
+        }
+        let head = &mut self.head16s;
+        head.fill(0);
+        let prev = &mut self.prev16[..n];
+        let items = &mut self.items[..];
+        let ll_freq = &mut self.ll_freq;
+        let d_freq = &mut self.d_freq;
+        let mut k = 0;
+        let mut lit_start = 0usize;
+        let mut i = 0;
+        if n > MIN_MATCH {
+            let last = n - MIN_MATCH;
+            let mut inserted;
+            let insert = |head: &mut [u16; 1 << STRONG_SMALL_BITS], prev: &mut [u16], p: usize| {
+                let h = hash(read32(page, p), STRONG_SMALL_BITS);
+                let cand = head[h];
+                prev[p] = cand;
+                head[h] = p as u16 + 1;
+                cand
+            };
+            while i <= last {
+                let cand = insert(head, prev, i);
+                inserted = i + 1;
+                let (mut len, mut dist) =
+                    longest16(page, prev, cand, i, DEPTH, NICE, MIN_MATCH - 1);
+                if len < MIN_MATCH {
+                    let b = page[i];
+                    ll_freq[b as usize] += 1;
+                    i += 1;
+                    continue;
+                }
+                while len < NICE && i < last {
+                    let cand = insert(head, prev, i + 1);
+                    inserted = i + 2;
+                    let (l2, d2) = longest16(page, prev, cand, i + 1, LAZY_DEPTH, NICE, len);
+                    if l2 > len {
+                        let b = page[i];
+                        ll_freq[b as usize] += 1;
+                        i += 1;
+                        len = l2;
+                        dist = d2;
+                    } else {
+                        break;
+                    }
+                }
+                let ds = dist_sym(dist);
+                items[k] = match_entry(match_item(len, dist, ds), i - lit_start);
+                k += 1;
+                ll_freq[257 + LEN_SYM[len] as usize] += 1;
+                d_freq[ds] += 1;
+                let end = i + len;
+                lit_start = end;
+                let stop = end.min(last + 1);
+                while inserted < stop {
+                    insert(head, prev, inserted);
+                    inserted += 1;
+                }
+                i = end;
+            }
+        }
+        while i < n {
+            let b = page[i];
             ll_freq[b as usize] += 1;
             i += 1;
         }
@@ -427,6 +612,7 @@ impl PageEncoder {
         let ll_freq = &mut self.ll_freq;
         let d_freq = &mut self.d_freq;
         let mut k = 0;
+        let mut lit_start = 0usize;
         let mut i = 0;
         if n > MIN_MATCH {
             let last = n - MIN_MATCH;
@@ -445,8 +631,6 @@ impl PageEncoder {
                     longest(page, prev, cand, base, i, DEPTH, NICE, MIN_MATCH - 1);
                 if len < MIN_MATCH {
                     let b = page[i];
-                    items[k] = b as u32;
-                    k += 1;
                     ll_freq[b as usize] += 1;
                     i += 1;
                     continue;
@@ -457,8 +641,6 @@ impl PageEncoder {
                     let (l2, d2) = longest(page, prev, cand, base, i + 1, LAZY_DEPTH, NICE, len);
                     if l2 > len {
                         let b = page[i];
-                        items[k] = b as u32;
-                        k += 1;
                         ll_freq[b as usize] += 1;
                         i += 1;
                         len = l2;
@@ -467,11 +649,12 @@ impl PageEncoder {
                         break;
                     }
                 }
-                items[k] = MATCH | ((len as u32) << 16) | dist as u32;
+                items[k] = match_entry(match_item(len, dist, dist_sym(dist)), i - lit_start);
                 k += 1;
                 ll_freq[257 + LEN_SYM[len] as usize] += 1;
                 d_freq[dist_sym(dist)] += 1;
                 let end = i + len;
+                lit_start = end;
                 let stop = end.min(last + 1);
                 while inserted < stop {
                     insert(head, prev, inserted);
@@ -482,8 +665,6 @@ impl PageEncoder {
         }
         while i < n {
             let b = page[i];
-            items[k] = b as u32;
-            k += 1;
             ll_freq[b as usize] += 1;
             i += 1;
         }
@@ -652,6 +833,7 @@ impl PageEncoder {
             }
             write_items(
                 w,
+                page,
                 items,
                 &self.ll_codes,
                 &self.ll_lens,
@@ -663,6 +845,7 @@ impl PageEncoder {
             w.put(1 | (1 << 1), 3);
             write_items(
                 w,
+                page,
                 items,
                 &FIXED_LL_CODES,
                 &FIXED_LL_LENS,
@@ -711,36 +894,113 @@ fn write_stored(page: &[u8], out: &mut [u8]) -> usize {
     pos
 }
 
+/// Writes the literals `lits`, two codewords per flush (7 + 2 x 15 bits
+/// fit), in a loop whose only data-dependent branch is its end.
+#[inline(always)]
+fn write_literals(w: &mut Writer, lits: &[u8], ll: &[u32; LITLEN_SYMS]) {
+    let mut pairs = lits.chunks_exact(2);
+    for c in &mut pairs {
+        let e = ll[c[0] as usize];
+        w.put(e & 0xffff, e >> 16);
+        let e = ll[c[1] as usize];
+        w.put(e & 0xffff, e >> 16);
+        w.flush();
+    }
+    if let [b] = pairs.remainder() {
+        let e = ll[*b as usize];
+        w.put(e & 0xffff, e >> 16);
+        w.flush();
+    }
+}
+
+/// Writes the page's symbols, the literals from `page` between the match
+/// items, and the end of block.
 #[inline(always)]
 fn write_items(
     mut w: Writer,
-    items: &[u32],
+    page: &[u8],
+    items: &[u64],
     ll_codes: &[u16; LITLEN_SYMS],
     ll_lens: &[u8; LITLEN_SYMS],
     d_codes: &[u16; DIST_SYMS],
     d_lens: &[u8; DIST_SYMS],
 ) -> usize {
-    for &item in items {
-        if item & MATCH == 0 {
-            let b = item as usize & 255;
-            w.put(ll_codes[b] as u32, ll_lens[b] as u32);
-        } else {
-            let len = ((item >> 16) & 511) as usize;
-            let dist = (item & 0xffff) as usize;
-            let ls = LEN_SYM[len] as usize;
-            w.put(ll_codes[257 + ls] as u32, ll_lens[257 + ls] as u32);
-            w.put((len - LEN_BASE[ls] as usize) as u32, LEN_EXTRA[ls] as u32);
-            let ds = dist_sym(dist);
-            w.put(d_codes[ds] as u32, d_lens[ds] as u32);
-            w.put(
-                (dist - DIST_BASE[ds] as usize) as u32,
-                DIST_EXTRA[ds] as u32,
-            );
-        }
-        w.flush();
+    // Codeword | length << 16: one load per symbol.
+    let mut ll = [0u32; LITLEN_SYMS];
+    for ((e, &c), &l) in ll.iter_mut().zip(ll_codes).zip(ll_lens) {
+        *e = c as u32 | (l as u32) << 16;
     }
+    let mut d = [0u32; DIST_SYMS];
+    for ((e, &c), &l) in d.iter_mut().zip(d_codes).zip(d_lens) {
+        *e = c as u32 | (l as u32) << 16;
+    }
+    let mut pos = 0;
+    for &entry in items {
+        let run = (entry >> 32) as usize;
+        if run != 0 {
+            write_literals(&mut w, &page[pos..pos + run], &ll);
+            pos += run;
+        }
+        let item = entry as u32;
+        let len = ((item >> 16) & 511) as usize;
+        let dist = item & 0xffff;
+        let ls = LEN_SYM[len] as usize;
+        let e = ll[257 + ls];
+        w.put(e & 0xffff, e >> 16);
+        w.put((len - LEN_BASE[ls] as usize) as u32, LEN_EXTRA[ls] as u32);
+        let ds = ((item >> 25) & 31) as usize;
+        let e = d[ds];
+        w.put(e & 0xffff, e >> 16);
+        w.put(dist - DIST_BASE[ds] as u32, DIST_EXTRA[ds] as u32);
+        w.flush();
+        pos += len;
+    }
+    write_literals(&mut w, &page[pos..], &ll);
     w.put(ll_codes[EOB] as u32, ll_lens[EOB] as u32);
     w.finish()
+}
+
+/// longest() on the 16-bit chains of match_strong_small: `cand` is a
+/// position plus one, 0 ending the chain.
+#[inline(always)]
+fn longest16(
+    page: &[u8],
+    prev: &[u16],
+    mut cand: u16,
+    i: usize,
+    mut depth: u32,
+    nice: usize,
+    mut best: usize,
+) -> (usize, usize) {
+    let max = (page.len() - i).min(MAX_MATCH);
+    let mut best_dist = 0;
+    if best >= max {
+        return (0, 0);
+    }
+    let cur = read32(page, i);
+    while cand != 0 && depth > 0 {
+        let c = cand as usize - 1;
+        if i - c > WINDOW {
+            break;
+        }
+        if page[c + best] == page[i + best] && read32(page, c) == cur {
+            let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
+            if len > best {
+                best = len;
+                best_dist = i - c;
+                if len >= nice || len >= max {
+                    break;
+                }
+            }
+        }
+        cand = prev[c];
+        depth -= 1;
+    }
+    if best_dist == 0 {
+        (0, 0)
+    } else {
+        (best, best_dist)
+    }
 }
 
 /// The longest match at `i` better than `best`, following the chain from

@@ -1,12 +1,15 @@
 //! Length-limited Huffman code construction for the encoder.
 
+/// The most symbols a code has (the literal/length alphabet).
+const MAX_SYMS: usize = 288;
+
 /// Computes codeword lengths for the symbols with frequencies `freqs`,
 /// none longer than `max_len`, into `lens` (0 for unused symbols). The code
 /// is always complete: when fewer than two symbols are used, one or two get
 /// a length of 1, which every decoder accepts.
 pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) {
-    debug_assert!(freqs.len() <= 512 && lens.len() == freqs.len());
-    let mut sorted = [0u32; 512];
+    debug_assert!(freqs.len() <= MAX_SYMS && lens.len() == freqs.len());
+    let mut sorted = [0u32; MAX_SYMS];
     let mut n = 0;
     for (sym, &f) in freqs.iter().enumerate() {
         lens[sym] = 0;
@@ -35,7 +38,7 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) {
     sorted.sort_unstable();
 
     // Moffat & Katajainen, in place: weights ascending in, lengths out.
-    let mut a = [0u32; 512];
+    let mut a = [0u32; MAX_SYMS];
     for (w, &s) in a.iter_mut().zip(sorted.iter()) {
         *w = s >> 9;
     }
