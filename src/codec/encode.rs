@@ -966,41 +966,16 @@ fn write_items(
 fn longest16(
     page: &[u8],
     prev: &[u16],
-    mut cand: u16,
+    cand: u16,
     i: usize,
-    mut depth: u32,
+    depth: u32,
     nice: usize,
-    mut best: usize,
+    best: usize,
 ) -> (usize, usize) {
-    let max = (page.len() - i).min(MAX_MATCH);
-    let mut best_dist = 0;
-    if best >= max {
-        return (0, 0);
-    }
-    let cur = read32(page, i);
-    while cand != 0 && depth > 0 {
-        let c = cand as usize - 1;
-        if i - c > WINDOW {
-            break;
-        }
-        if page[c + best] == page[i + best] && read32(page, c) == cur {
-            let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
-            if len > best {
-                best = len;
-                best_dist = i - c;
-                if len >= nice || len >= max {
-                    break;
-                }
-            }
-        }
-        cand = prev[c];
-        depth -= 1;
-    }
-    if best_dist == 0 {
-        (0, 0)
-    } else {
-        (best, best_dist)
-    }
+    let position = |link: u16| (link != 0).then(|| link as usize - 1);
+    longest_in_chain(page, i, depth, nice, best, position(cand), |c| {
+        position(prev[c])
+    })
 }
 
 /// The longest match at `i` better than `best`, following the chain from
@@ -1010,12 +985,31 @@ fn longest16(
 fn longest(
     page: &[u8],
     prev: &[u32],
-    mut cand: u32,
+    cand: u32,
     base: u32,
+    i: usize,
+    depth: u32,
+    nice: usize,
+    best: usize,
+) -> (usize, usize) {
+    let position = |link: u32| (link >= base).then(|| (link - base) as usize);
+    longest_in_chain(page, i, depth, nice, best, position(cand), |c| {
+        position(prev[c])
+    })
+}
+
+/// The chain walk both chain layouts share: `first` is the newest earlier
+/// position with the same hash, `next(c)` the one before `c` (None ends the
+/// chain). Returns (length, distance), or (0, 0) when nothing beats `best`.
+#[inline(always)]
+fn longest_in_chain(
+    page: &[u8],
     i: usize,
     mut depth: u32,
     nice: usize,
     mut best: usize,
+    first: Option<usize>,
+    next: impl Fn(usize) -> Option<usize>,
 ) -> (usize, usize) {
     let max = (page.len() - i).min(MAX_MATCH);
     let mut best_dist = 0;
@@ -1023,9 +1017,9 @@ fn longest(
         return (0, 0);
     }
     let cur = read32(page, i);
-    while cand >= base && depth > 0 {
-        let c = (cand - base) as usize;
-        if i - c > WINDOW {
+    let mut candidate = first;
+    while let Some(c) = candidate {
+        if depth == 0 || i - c > WINDOW {
             break;
         }
         if page[c + best] == page[i + best] && read32(page, c) == cur {
@@ -1038,7 +1032,7 @@ fn longest(
                 }
             }
         }
-        cand = prev[c];
+        candidate = next(c);
         depth -= 1;
     }
     if best_dist == 0 {
