@@ -133,9 +133,6 @@ static DIST_SYM: [u8; 512] = dist_sym_table();
 static LL_EXTRA: [u8; LITLEN_SYMS] = ll_extra_table();
 static D_EXTRA: [u8; DIST_SYMS] = d_extra_table();
 static FIXED_LL_LENS: [u8; LITLEN_SYMS] = fixed_litlen_lengths();
-static FIXED_LL_CODES: [u16; LITLEN_SYMS] = fixed_codes(fixed_litlen_lengths());
-static FIXED_D_LENS: [u8; DIST_SYMS] = [5; DIST_SYMS];
-static FIXED_D_CODES: [u16; DIST_SYMS] = fixed_codes([5u8; DIST_SYMS]);
 
 #[inline(always)]
 fn dist_sym(dist: usize) -> usize {
@@ -259,10 +256,18 @@ pub struct PageEncoder {
     items: Vec<u64>,
     ll_freq: [u32; LITLEN_SYMS],
     d_freq: [u32; DIST_SYMS],
+    /// The page's dynamic code.
+    code: Box<DynCode>,
+}
+
+/// A dynamic code: lengths, packed codewords and the header that sends it.
+struct DynCode {
     ll_lens: [u8; LITLEN_SYMS],
     d_lens: [u8; DIST_SYMS],
-    ll_codes: [u16; LITLEN_SYMS],
-    d_codes: [u16; DIST_SYMS],
+    /// Codeword | length << 16, the writer's one load per symbol.
+    ll_packed: [u32; LITLEN_SYMS],
+    d_packed: [u32; DIST_SYMS],
+    header: DynHeader,
 }
 
 /// A dynamic block's header, ready to write.
@@ -295,10 +300,13 @@ impl PageEncoder {
             items: Vec::new(),
             ll_freq: [0; LITLEN_SYMS],
             d_freq: [0; DIST_SYMS],
-            ll_lens: [0; LITLEN_SYMS],
-            d_lens: [0; DIST_SYMS],
-            ll_codes: [0; LITLEN_SYMS],
-            d_codes: [0; DIST_SYMS],
+            code: Box::new(DynCode {
+                ll_lens: [0; LITLEN_SYMS],
+                d_lens: [0; DIST_SYMS],
+                ll_packed: [0; LITLEN_SYMS],
+                d_packed: [0; DIST_SYMS],
+                header: DynHeader::EMPTY,
+            }),
         }
     }
 
@@ -393,14 +401,11 @@ impl PageEncoder {
         };
         let mut k = 0;
         let mut lit_start = 0usize;
-        let mut i = 0;
         if n > MIN_MATCH {
             let last = n - MIN_MATCH;
             let mut anchor = 0;
             // Position 0 is in the table already; start matching at 1.
-            let b = page[0];
-            ll_freq[b as usize] += 1;
-            i = 1;
+            let mut i = 1;
             while i <= last {
                 let cur = rd32(i);
                 let h = hash(cur, FAST_HASH_BITS);
@@ -408,6 +413,7 @@ impl PageEncoder {
                 head[h] = i as u16;
                 // c < i: every stored position is behind i.
                 if rd32(c) == cur && (!far || i - c <= WINDOW) {
+                    count_literals(ll_freq, &page[lit_start..i]);
                     let max = (n - i).min(MAX_MATCH);
                     let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
                     let ds = dist_sym(i - c);
@@ -428,28 +434,15 @@ impl PageEncoder {
                     anchor = end;
                     continue;
                 }
-                // SAFETY: i <= last < n; k <= i.
-                let b = unsafe { *p.add(i) };
-                ll_freq[b as usize] += 1;
                 i += 1;
                 if i - anchor > 1 << SKIP_SHIFT {
                     // A long stretch without matches: skip ahead, one more
                     // byte per 2^SKIP_SHIFT bytes of the stretch.
-                    let stop = (i + ((i - anchor) >> SKIP_SHIFT) - 1).min(n);
-                    while i < stop {
-                        // SAFETY: i < stop <= n; k <= i.
-                        let b = unsafe { *p.add(i) };
-                        ll_freq[b as usize] += 1;
-                        i += 1;
-                    }
+                    i = (i + ((i - anchor) >> SKIP_SHIFT) - 1).min(n);
                 }
             }
         }
-        while i < n {
-            let b = page[i];
-            ll_freq[b as usize] += 1;
-            i += 1;
-        }
+        count_literals(ll_freq, &page[lit_start..]);
         k
     }
 
@@ -671,21 +664,121 @@ impl PageEncoder {
         k
     }
 
-    /// Builds the dynamic code and its header, returning the header.
-    fn dynamic_header(&mut self) -> DynHeader {
+    /// Builds a dynamic code for the page's frequencies into `self.code`.
+    fn build_code(&mut self) {
+        let code = &mut *self.code;
         build_lengths(
             &self.ll_freq[..LL_USED],
             MAX_CODE_LEN as u32,
-            &mut self.ll_lens[..LL_USED],
+            &mut code.ll_lens[..LL_USED],
         );
         build_lengths(
             &self.d_freq[..D_USED],
             MAX_CODE_LEN as u32,
-            &mut self.d_lens[..D_USED],
+            &mut code.d_lens[..D_USED],
         );
+        code.header = DynHeader::new(&code.ll_lens, &code.d_lens);
+        let mut codes = [0u16; LITLEN_SYMS];
+        build_codes(&code.ll_lens, &mut codes);
+        pack_codes(&codes, &code.ll_lens, &mut code.ll_packed);
+        build_codes(&code.d_lens, &mut codes[..DIST_SYMS]);
+        pack_codes(&codes[..DIST_SYMS], &code.d_lens, &mut code.d_packed);
+    }
+
+    fn write_block(&mut self, page: &[u8], count: usize, out: &mut [u8]) -> Option<usize> {
+        let n = page.len();
+        // Extra bits are the same under any code.
+        let mut extra = 0u64;
+        let mut fixed = 3u64;
+        for ((&f, &e), &l) in self.ll_freq[..LL_USED]
+            .iter()
+            .zip(&LL_EXTRA)
+            .zip(&FIXED_LL_LENS)
+        {
+            extra += f as u64 * e as u64;
+            fixed += f as u64 * l as u64;
+        }
+        for (&f, &e) in self.d_freq[..D_USED].iter().zip(&D_EXTRA) {
+            extra += f as u64 * e as u64;
+            fixed += f as u64 * 5;
+        }
+        fixed += extra;
+        self.build_code();
+        let code = &*self.code;
+        let header = &code.header;
+        let mut dynamic = 3 + header.bits + extra;
+        for (&f, &l) in self.ll_freq[..LL_USED].iter().zip(&code.ll_lens) {
+            dynamic += f as u64 * l as u64;
+        }
+        for (&f, &l) in self.d_freq[..D_USED].iter().zip(&code.d_lens) {
+            dynamic += f as u64 * l as u64;
+        }
+        let fixed_bytes = fixed.div_ceil(8) as usize;
+        let dynamic_bytes = dynamic.div_ceil(8) as usize;
+        let stored_bytes = n + 5 * n.div_ceil(65535).max(1);
+        let best = fixed_bytes.min(dynamic_bytes).min(stored_bytes);
+        if best > out.len() {
+            return None;
+        }
+        let items = &self.items[..count];
+        let written = if stored_bytes == best {
+            write_stored(page, out)
+        } else if dynamic_bytes == best {
+            let mut w = Writer::new(out);
+            w.put(1 | (2 << 1), 3);
+            header.write(&mut w);
+            write_items(w, page, items, &code.ll_packed, &code.d_packed)
+        } else {
+            let mut w = Writer::new(out);
+            w.put(1 | (1 << 1), 3);
+            write_items(w, page, items, &FIXED_LL_PACKED, &FIXED_D_PACKED)
+        };
+        debug_assert_eq!(written, best);
+        Some(written)
+    }
+}
+
+/// Codeword | length << 16 per symbol.
+fn pack_codes(codes: &[u16], lens: &[u8], packed: &mut [u32]) {
+    for ((e, &c), &l) in packed.iter_mut().zip(codes).zip(lens) {
+        *e = c as u32 | (l as u32) << 16;
+    }
+}
+
+const fn pack_fixed<const N: usize>(codes: [u16; N], lens: [u8; N]) -> [u32; N] {
+    let mut t = [0u32; N];
+    let mut i = 0;
+    while i < N {
+        t[i] = codes[i] as u32 | (lens[i] as u32) << 16;
+        i += 1;
+    }
+    t
+}
+
+static FIXED_LL_PACKED: [u32; LITLEN_SYMS] = pack_fixed(
+    fixed_codes(fixed_litlen_lengths()),
+    fixed_litlen_lengths(),
+);
+static FIXED_D_PACKED: [u32; DIST_SYMS] =
+    pack_fixed(fixed_codes([5u8; DIST_SYMS]), [5u8; DIST_SYMS]);
+
+impl DynHeader {
+    const EMPTY: DynHeader = DynHeader {
+        hlit: 257,
+        hdist: 1,
+        hclen: 4,
+        pre_lens: [0; 19],
+        pre_codes: [0; 19],
+        rle: [0; LITLEN_SYMS + DIST_SYMS],
+        rle_len: 0,
+        bits: 0,
+    };
+
+    /// The header describing the code `ll_lens`, `d_lens`.
+    fn new(ll_lens: &[u8; LITLEN_SYMS], d_lens: &[u8; DIST_SYMS]) -> DynHeader {
         let hlit = 257.max(
             LL_USED
-                - self.ll_lens[..LL_USED]
+                - ll_lens[..LL_USED]
                     .iter()
                     .rev()
                     .take_while(|&&l| l == 0)
@@ -693,26 +786,21 @@ impl PageEncoder {
         );
         let hdist = 1.max(
             D_USED
-                - self.d_lens[..D_USED]
+                - d_lens[..D_USED]
                     .iter()
                     .rev()
                     .take_while(|&&l| l == 0)
                     .count(),
         );
         let mut all = [0u8; LITLEN_SYMS + DIST_SYMS];
-        all[..hlit].copy_from_slice(&self.ll_lens[..hlit]);
-        all[hlit..hlit + hdist].copy_from_slice(&self.d_lens[..hdist]);
+        all[..hlit].copy_from_slice(&ll_lens[..hlit]);
+        all[hlit..hlit + hdist].copy_from_slice(&d_lens[..hdist]);
         let lens = &all[..hlit + hdist];
 
         let mut h = DynHeader {
             hlit,
             hdist,
-            hclen: 4,
-            pre_lens: [0; 19],
-            pre_codes: [0; 19],
-            rle: [0; LITLEN_SYMS + DIST_SYMS],
-            rle_len: 0,
-            bits: 0,
+            ..DynHeader::EMPTY
         };
         let mut freq = [0u32; 19];
         let mut k = 0;
@@ -765,96 +853,42 @@ impl PageEncoder {
         }
         h.hclen = hclen;
         let mut bits = 5 + 5 + 4 + 3 * hclen as u64;
-        const PRE_EXTRA: [u64; 3] = [2, 3, 7];
         for (s, &f) in freq.iter().enumerate() {
-            let extra = if s >= 16 { PRE_EXTRA[s - 16] } else { 0 };
-            bits += f as u64 * (h.pre_lens[s] as u64 + extra);
+            let extra = if s >= 16 { PRECODE_EXTRA[s - 16] } else { 0 };
+            bits += f as u64 * (h.pre_lens[s] as u64 + extra as u64);
         }
         h.bits = bits;
         h
     }
 
-    fn write_block(&mut self, page: &[u8], count: usize, out: &mut [u8]) -> Option<usize> {
-        let n = page.len();
-        // Extra bits are the same under any code.
-        let mut extra = 0u64;
-        let mut fixed = 3u64;
-        for ((&f, &e), &l) in self.ll_freq[..LL_USED]
-            .iter()
-            .zip(&LL_EXTRA)
-            .zip(&FIXED_LL_LENS)
-        {
-            extra += f as u64 * e as u64;
-            fixed += f as u64 * l as u64;
+    /// Writes the header after the block type.
+    fn write(&self, w: &mut Writer) {
+        w.put((self.hlit - 257) as u32, 5);
+        w.put((self.hdist - 1) as u32, 5);
+        w.put((self.hclen - 4) as u32, 4);
+        for &s in &PRECODE_ORDER[..self.hclen] {
+            w.put(self.pre_lens[s] as u32, 3);
+            w.flush();
         }
-        for (&f, &e) in self.d_freq[..D_USED].iter().zip(&D_EXTRA) {
-            extra += f as u64 * e as u64;
-            fixed += f as u64 * 5;
-        }
-        fixed += extra;
-        let header = self.dynamic_header();
-        let mut dynamic = 3 + header.bits + extra;
-        for (&f, &l) in self.ll_freq[..LL_USED].iter().zip(&self.ll_lens) {
-            dynamic += f as u64 * l as u64;
-        }
-        for (&f, &l) in self.d_freq[..D_USED].iter().zip(&self.d_lens) {
-            dynamic += f as u64 * l as u64;
-        }
-        let fixed_bytes = fixed.div_ceil(8) as usize;
-        let dynamic_bytes = dynamic.div_ceil(8) as usize;
-        let stored_bytes = n + 5 * n.div_ceil(65535).max(1);
-        let best = fixed_bytes.min(dynamic_bytes).min(stored_bytes);
-        if best > out.len() {
-            return None;
-        }
-        let items = &self.items[..count];
-        let written = if stored_bytes == best {
-            write_stored(page, out)
-        } else if dynamic_bytes == best {
-            build_codes(&self.ll_lens, &mut self.ll_codes);
-            build_codes(&self.d_lens, &mut self.d_codes);
-            let mut w = Writer::new(out);
-            w.put(1 | (2 << 1), 3);
-            w.put((header.hlit - 257) as u32, 5);
-            w.put((header.hdist - 1) as u32, 5);
-            w.put((header.hclen - 4) as u32, 4);
-            for &s in &PRECODE_ORDER[..header.hclen] {
-                w.put(header.pre_lens[s] as u32, 3);
-                w.flush();
+        for &item in &self.rle[..self.rle_len] {
+            let sym = (item & 0xff) as usize;
+            w.put(self.pre_codes[sym] as u32, self.pre_lens[sym] as u32);
+            if sym >= 16 {
+                w.put((item >> 8) as u32, PRECODE_EXTRA[sym - 16]);
             }
-            const PRE_EXTRA: [u32; 3] = [2, 3, 7];
-            for &item in &header.rle[..header.rle_len] {
-                let sym = (item & 0xff) as usize;
-                w.put(header.pre_codes[sym] as u32, header.pre_lens[sym] as u32);
-                if sym >= 16 {
-                    w.put((item >> 8) as u32, PRE_EXTRA[sym - 16]);
-                }
-                w.flush();
-            }
-            write_items(
-                w,
-                page,
-                items,
-                &self.ll_codes,
-                &self.ll_lens,
-                &self.d_codes,
-                &self.d_lens,
-            )
-        } else {
-            let mut w = Writer::new(out);
-            w.put(1 | (1 << 1), 3);
-            write_items(
-                w,
-                page,
-                items,
-                &FIXED_LL_CODES,
-                &FIXED_LL_LENS,
-                &FIXED_D_CODES,
-                &FIXED_D_LENS,
-            )
-        };
-        debug_assert_eq!(written, best);
-        Some(written)
+            w.flush();
+        }
+    }
+}
+
+/// Extra bits of the code-length symbols 16, 17 and 18.
+const PRECODE_EXTRA: [u32; 3] = [2, 3, 7];
+
+/// Counts a run of literals, kept out of the matcher's inner loop.
+#[inline(always)]
+fn count_literals(ll_freq: &mut [u32; LITLEN_SYMS], literals: &[u8]) {
+    for &b in literals {
+        ll_freq[b as usize] += 1;
     }
 }
 
@@ -914,31 +948,20 @@ fn write_literals(w: &mut Writer, lits: &[u8], ll: &[u32; LITLEN_SYMS]) {
 }
 
 /// Writes the page's symbols, the literals from `page` between the match
-/// items, and the end of block.
+/// items, and the end of block, under the packed codes `ll` and `d`.
 #[inline(always)]
 fn write_items(
     mut w: Writer,
     page: &[u8],
     items: &[u64],
-    ll_codes: &[u16; LITLEN_SYMS],
-    ll_lens: &[u8; LITLEN_SYMS],
-    d_codes: &[u16; DIST_SYMS],
-    d_lens: &[u8; DIST_SYMS],
+    ll: &[u32; LITLEN_SYMS],
+    d: &[u32; DIST_SYMS],
 ) -> usize {
-    // Codeword | length << 16: one load per symbol.
-    let mut ll = [0u32; LITLEN_SYMS];
-    for ((e, &c), &l) in ll.iter_mut().zip(ll_codes).zip(ll_lens) {
-        *e = c as u32 | (l as u32) << 16;
-    }
-    let mut d = [0u32; DIST_SYMS];
-    for ((e, &c), &l) in d.iter_mut().zip(d_codes).zip(d_lens) {
-        *e = c as u32 | (l as u32) << 16;
-    }
     let mut pos = 0;
     for &entry in items {
         let run = (entry >> 32) as usize;
         if run != 0 {
-            write_literals(&mut w, &page[pos..pos + run], &ll);
+            write_literals(&mut w, &page[pos..pos + run], ll);
             pos += run;
         }
         let item = entry as u32;
@@ -955,8 +978,9 @@ fn write_items(
         w.flush();
         pos += len;
     }
-    write_literals(&mut w, &page[pos..], &ll);
-    w.put(ll_codes[EOB] as u32, ll_lens[EOB] as u32);
+    write_literals(&mut w, &page[pos..], ll);
+    let e = ll[EOB];
+    w.put(e & 0xffff, e >> 16);
     w.finish()
 }
 
