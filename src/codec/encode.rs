@@ -1,8 +1,8 @@
 //! The page encoder: one page into one raw DEFLATE stream of a single block.
 //!
 //! The matcher (greedy on a one-entry hash table for `Fast`, lazy on short
-//! hash chains for `Strong`; for pages up to 64 KiB both on 16-bit position
-//! tables cleared per page) turns the page into matches, each with the
+//! hash chains for `Strong`; both on position tables cleared per page, of
+//! 16-bit positions for pages below 64 KiB) turns the page into matches, each with the
 //! number of literals before it, while counting symbol frequencies. Then
 //! the exact size of the block is computed for a dynamic code, the fixed
 //! code and a stored block, and the smallest is written, if it fits; the
@@ -23,9 +23,7 @@ const LL_USED: usize = 286;
 const D_USED: usize = 30;
 
 const FAST_HASH_BITS: u32 = 12;
-const STRONG_HASH_BITS: u32 = 14;
-/// Hash bits of the strong level's 16-bit table for small pages.
-const STRONG_SMALL_BITS: u32 = 13;
+const STRONG_HASH_BITS: u32 = 13;
 
 /// Match items: MATCH | distance symbol << 25 | len << 16 | dist
 /// (dist < 65536). The literals between matches are not items: the writer
@@ -241,23 +239,110 @@ impl<'a> Writer<'a> {
 /// Compresses single pages into raw DEFLATE, reusing its state between pages.
 pub struct PageEncoder {
     level: Level,
-    /// Hash heads: page position + `base`, so older pages' entries read as
-    /// empty without clearing the table.
-    head: Box<[u32]>,
-    /// The fast level's hash heads for pages of at most 64 KiB.
-    head16: Box<[u16; 1 << FAST_HASH_BITS]>,
-    /// The strong level's hash heads and chains for pages below 64 KiB.
-    head16s: Box<[u16; 1 << STRONG_SMALL_BITS]>,
-    prev16: Vec<u16>,
-    /// Hash chains (Strong): previous position with the same hash, tagged.
-    prev: Vec<u32>,
-    base: u32,
+    /// Hash tables of 16-bit positions, for pages up to 64 KiB.
+    narrow: HashTables<u16>,
+    /// Hash tables of 32-bit positions, for larger pages.
+    wide: HashTables<u32>,
+    tally: Tally,
+    /// The page's dynamic code.
+    code: Box<DynCode>,
+}
+
+/// What the matcher makes of a page.
+struct Tally {
     /// Matches: a match item (low half) | literals before it << 32.
     items: Vec<u64>,
     ll_freq: [u32; LITLEN_SYMS],
     d_freq: [u32; DIST_SYMS],
-    /// The page's dynamic code.
-    code: Box<DynCode>,
+}
+
+impl Tally {
+    /// Counts a run of literals, kept out of the matchers' inner loops.
+    #[inline(always)]
+    fn literals(&mut self, literals: &[u8]) {
+        for &b in literals {
+            self.ll_freq[b as usize] += 1;
+        }
+    }
+
+    /// Records the `k`th match of the page, after `literals` literals.
+    #[inline(always)]
+    fn push_match(&mut self, k: usize, len: usize, dist: usize, literals: usize) {
+        let ds = dist_sym(dist);
+        self.items[k] = match_entry(match_item(len, dist, ds), literals);
+        self.ll_freq[257 + LEN_SYM[len] as usize] += 1;
+        self.d_freq[ds] += 1;
+    }
+}
+
+/// A page position as the hash tables hold it: 16 bits while the page fits
+/// in 64 KiB, which halves the tables that are cleared for every page.
+trait Position: Copy {
+    const ZERO: Self;
+    /// Positions (or positions plus one) must be below this.
+    const LIMIT: usize;
+    fn from_index(x: usize) -> Self;
+    fn index(self) -> usize;
+}
+
+impl Position for u16 {
+    const ZERO: u16 = 0;
+    const LIMIT: usize = 1 << 16;
+    #[inline(always)]
+    fn from_index(x: usize) -> u16 {
+        debug_assert!(x < Self::LIMIT);
+        x as u16
+    }
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Position for u32 {
+    const ZERO: u32 = 0;
+    const LIMIT: usize = u32::MAX as usize;
+    #[inline(always)]
+    fn from_index(x: usize) -> u32 {
+        debug_assert!(x < Self::LIMIT);
+        x as u32
+    }
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One level's hash heads and (for `Strong`) chain links, allocated on
+/// first use.
+struct HashTables<P> {
+    head: Vec<P>,
+    prev: Vec<P>,
+}
+
+impl<P: Position> HashTables<P> {
+    const fn new() -> Self {
+        HashTables {
+            head: Vec::new(),
+            prev: Vec::new(),
+        }
+    }
+
+    /// The heads, cleared, and at least `links` chain links.
+    fn for_page<const N: usize>(&mut self, links: usize) -> (&mut [P; N], &mut [P]) {
+        if self.head.len() == N {
+            self.head.fill(P::ZERO);
+        } else {
+            self.head = vec![P::ZERO; N];
+        }
+        if self.prev.len() < links {
+            self.prev.resize(links, P::ZERO);
+        }
+        let head = (&mut self.head[..N])
+            .try_into()
+            .unwrap_or_else(|_| unreachable!());
+        (head, &mut self.prev[..])
+    }
 }
 
 /// A dynamic code: lengths, packed codewords and the header that sends it.
@@ -285,21 +370,15 @@ struct DynHeader {
 
 impl PageEncoder {
     pub fn new(level: Level) -> Self {
-        let hash_bits = match level {
-            Level::Fast => FAST_HASH_BITS,
-            Level::Strong => STRONG_HASH_BITS,
-        };
         PageEncoder {
             level,
-            head: vec![0u32; 1 << hash_bits].into_boxed_slice(),
-            head16: Box::new([0; 1 << FAST_HASH_BITS]),
-            head16s: Box::new([0; 1 << STRONG_SMALL_BITS]),
-            prev16: Vec::new(),
-            prev: Vec::new(),
-            base: 1,
-            items: Vec::new(),
-            ll_freq: [0; LITLEN_SYMS],
-            d_freq: [0; DIST_SYMS],
+            narrow: HashTables::new(),
+            wide: HashTables::new(),
+            tally: Tally {
+                items: Vec::new(),
+                ll_freq: [0; LITLEN_SYMS],
+                d_freq: [0; DIST_SYMS],
+            },
             code: Box::new(DynCode {
                 ll_lens: [0; LITLEN_SYMS],
                 d_lens: [0; DIST_SYMS],
@@ -314,366 +393,50 @@ impl PageEncoder {
     /// the whole stream does not fit in `out` (the caller then sends the page raw).
     pub fn encode(&mut self, page: &[u8], out: &mut [u8]) -> Option<usize> {
         let n = page.len();
-        if self.items.len() < n + 1 {
-            self.items.resize(n + 1, 0);
+        let tally = &mut self.tally;
+        if tally.items.len() < n + 1 {
+            tally.items.resize(n + 1, 0);
         }
-        self.ll_freq = [0; LITLEN_SYMS];
-        self.d_freq = [0; DIST_SYMS];
+        tally.ll_freq = [0; LITLEN_SYMS];
+        tally.d_freq = [0; DIST_SYMS];
+        // Positions below n (fast) or n + 1 (strong's links) must fit.
+        let narrow = n < u16::LIMIT;
         let count = if is_uniform(page) {
-            self.match_uniform(page)
+            match_uniform(page, tally)
         } else {
             match self.level {
-                Level::Fast if page.len() <= 1 << 16 => self.match_fast_small(page),
-                Level::Fast => self.match_fast(page),
-                Level::Strong if page.len() < 1 << 16 => self.match_strong_small(page),
-                Level::Strong => self.match_strong(page),
+                Level::Fast if narrow => {
+                    let (head, _) = self.narrow.for_page(0);
+                    match_fast(head, page, tally)
+                }
+                Level::Fast => {
+                    let (head, _) = self.wide.for_page(0);
+                    match_fast(head, page, tally)
+                }
+                Level::Strong if narrow => {
+                    let (head, prev) = self.narrow.for_page(n);
+                    match_strong(head, prev, page, tally)
+                }
+                Level::Strong => {
+                    let (head, prev) = self.wide.for_page(n);
+                    match_strong(head, prev, page, tally)
+                }
             }
         };
-        self.ll_freq[EOB] += 1;
+        tally.ll_freq[EOB] += 1;
         self.write_block(page, count, out)
-    }
-
-    /// Starts a page: a fresh tag base for the hash table.
-    fn next_base(&mut self, n: usize) -> u32 {
-        let need = n as u64 + 1;
-        if self.base as u64 + 2 * need >= u32::MAX as u64 {
-            self.head.fill(0);
-            self.base = 1;
-        } else {
-            self.base += n as u32 + 1;
-        }
-        self.base
-    }
-
-    /// A page of one repeated byte: a literal, then distance-1 matches.
-    fn match_uniform(&mut self, page: &[u8]) -> usize {
-        let n = page.len();
-        let items = &mut self.items;
-        let mut k = 0;
-        if n == 0 {
-            return 0;
-        }
-        let b = page[0];
-        self.ll_freq[b as usize] += 1;
-        let mut rem = n - 1;
-        while rem >= 3 {
-            let len = if rem <= MAX_MATCH {
-                rem
-            } else if rem - MAX_MATCH >= 3 {
-                MAX_MATCH
-            } else {
-                rem - 3
-            };
-            items[k] = match_entry(match_item(len, 1, 0), (k == 0) as usize);
-            k += 1;
-            self.ll_freq[257 + LEN_SYM[len] as usize] += 1;
-            self.d_freq[0] += 1;
-            rem -= len;
-        }
-        for _ in 0..rem {
-            self.ll_freq[b as usize] += 1;
-        }
-        k
-    }
-
-    /// Greedy matching for pages of at most 64 KiB, on a one-entry hash
-    /// table of 16-bit positions cleared per page (an empty slot reads as
-    /// position 0, an ordinary candidate); returns the item count.
-    fn match_fast_small(&mut self, page: &[u8]) -> usize {
-        const SKIP_SHIFT: u32 = 5;
-        let n = page.len();
-        assert!(n <= 1 << 16 && self.items.len() > n);
-        let head = &mut self.head16;
-        head.fill(0);
-        let items = self.items.as_mut_ptr();
-        let ll_freq = &mut self.ll_freq;
-        let d_freq = &mut self.d_freq;
-        let far = n > WINDOW;
-        let p = page.as_ptr();
-        // SAFETY (for every use below): reads at x need x + 4 <= n, which
-        // holds for x <= last and for table positions c < i <= last (the
-        // table is cleared above and only ever holds positions <= last);
-        // item stores need k < items.len(), and k <= i < n + 1 because every
-        // item covers at least four bytes of the page.
-        let rd32 = |x: usize| {
-            debug_assert!(x + 4 <= n);
-            unsafe { p.add(x).cast::<u32>().read_unaligned() }
-        };
-        let mut k = 0;
-        let mut lit_start = 0usize;
-        if n > MIN_MATCH {
-            let last = n - MIN_MATCH;
-            let mut anchor = 0;
-            // Position 0 is in the table already; start matching at 1.
-            let mut i = 1;
-            while i <= last {
-                let cur = rd32(i);
-                let h = hash(cur, FAST_HASH_BITS);
-                let c = head[h] as usize;
-                head[h] = i as u16;
-                // c < i: every stored position is behind i.
-                if rd32(c) == cur && (!far || i - c <= WINDOW) {
-                    count_literals(ll_freq, &page[lit_start..i]);
-                    let max = (n - i).min(MAX_MATCH);
-                    let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
-                    let ds = dist_sym(i - c);
-                    // SAFETY: see above.
-                    unsafe {
-                        *items.add(k) = match_entry(match_item(len, i - c, ds), i - lit_start)
-                    };
-                    k += 1;
-                    ll_freq[257 + LEN_SYM[len] as usize] += 1;
-                    d_freq[ds] += 1;
-                    let end = i + len;
-                    lit_start = end;
-                    if end - 2 <= last {
-                        let q = end - 2;
-                        head[hash(rd32(q), FAST_HASH_BITS)] = q as u16;
-                    }
-                    i = end;
-                    anchor = end;
-                    continue;
-                }
-                i += 1;
-                if i - anchor > 1 << SKIP_SHIFT {
-                    // A long stretch without matches: skip ahead, one more
-                    // byte per 2^SKIP_SHIFT bytes of the stretch.
-                    i = (i + ((i - anchor) >> SKIP_SHIFT) - 1).min(n);
-                }
-            }
-        }
-        count_literals(ll_freq, &page[lit_start..]);
-        k
-    }
-
-    /// Greedy matching on a one-entry hash table; returns the item count.
-    fn match_fast(&mut self, page: &[u8]) -> usize {
-        const SKIP_SHIFT: u32 = 5;
-        let n = page.len();
-        let base = self.next_base(n);
-        // A fixed size lets the masked hash index go unchecked; the table
-        // has at least this many entries at every level.
-        let head: &mut [u32; 1 << FAST_HASH_BITS] =
-            match (&mut self.head[..1 << FAST_HASH_BITS]).try_into() {
-                Ok(h) => h,
-                Err(_) => return 0,
-            };
-        let items = &mut self.items[..];
-        let ll_freq = &mut self.ll_freq;
-        let d_freq = &mut self.d_freq;
-        let mut k = 0;
-        let mut lit_start = 0usize;
-        let mut i = 0;
-        if n > MIN_MATCH {
-            let last = n - MIN_MATCH;
-            let mut anchor = 0;
-            while i <= last {
-                let cur = read32(page, i);
-                let h = hash(cur, FAST_HASH_BITS);
-                let cand = head[h];
-                head[h] = base + i as u32;
-                if cand >= base {
-                    let c = (cand - base) as usize;
-                    if i - c <= WINDOW && read32(page, c) == cur {
-                        let max = (n - i).min(MAX_MATCH);
-                        let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
-                        items[k] =
-                            match_entry(match_item(len, i - c, dist_sym(i - c)), i - lit_start);
-                        k += 1;
-                        ll_freq[257 + LEN_SYM[len] as usize] += 1;
-                        d_freq[dist_sym(i - c)] += 1;
-                        let end = i + len;
-                        lit_start = end;
-                        if end - 2 <= last {
-                            let p = end - 2;
-                            head[hash(read32(page, p), FAST_HASH_BITS)] = base + p as u32;
-                        }
-                        i = end;
-                        anchor = end;
-                        continue;
-                    }
-                }
-                let step = 1 + ((i - anchor) >> SKIP_SHIFT);
-                let stop = (i + step).min(n);
-                while i < stop {
-                    let b = page[i];
-                    ll_freq[b as usize] += 1;
-                    i += 1;
-                }
-            }
-        }
-        while i < n {
-            let b = page[i];
-            ll_freq[b as usize] += 1;
-            i += 1;
-        }
-        k
-    }
-
-    /// Lazy matching on hash chains for pages below 64 KiB: heads and
-    /// links are 16-bit positions plus one (0 ends a chain), the heads
-    /// cleared per page; returns the item count.
-    fn match_strong_small(&mut self, page: &[u8]) -> usize {
-        const DEPTH: u32 = 2;
-        const NICE: usize = 16;
-        const LAZY_DEPTH: u32 = 1;
-        let n = page.len();
-        assert!(n < 1 << 16 && self.items.len() > n);
-        if self.prev16.len() < n {
-            self.prev16.resize(n, 0);
-        }
-        let head = &mut self.head16s;
-        head.fill(0);
-        let prev = &mut self.prev16[..n];
-        let items = &mut self.items[..];
-        let ll_freq = &mut self.ll_freq;
-        let d_freq = &mut self.d_freq;
-        let mut k = 0;
-        let mut lit_start = 0usize;
-        let mut i = 0;
-        if n > MIN_MATCH {
-            let last = n - MIN_MATCH;
-            let mut inserted;
-            let insert = |head: &mut [u16; 1 << STRONG_SMALL_BITS], prev: &mut [u16], p: usize| {
-                let h = hash(read32(page, p), STRONG_SMALL_BITS);
-                let cand = head[h];
-                prev[p] = cand;
-                head[h] = p as u16 + 1;
-                cand
-            };
-            while i <= last {
-                let cand = insert(head, prev, i);
-                inserted = i + 1;
-                let (mut len, mut dist) =
-                    longest16(page, prev, cand, i, DEPTH, NICE, MIN_MATCH - 1);
-                if len < MIN_MATCH {
-                    let b = page[i];
-                    ll_freq[b as usize] += 1;
-                    i += 1;
-                    continue;
-                }
-                while len < NICE && i < last {
-                    let cand = insert(head, prev, i + 1);
-                    inserted = i + 2;
-                    let (l2, d2) = longest16(page, prev, cand, i + 1, LAZY_DEPTH, NICE, len);
-                    if l2 > len {
-                        let b = page[i];
-                        ll_freq[b as usize] += 1;
-                        i += 1;
-                        len = l2;
-                        dist = d2;
-                    } else {
-                        break;
-                    }
-                }
-                let ds = dist_sym(dist);
-                items[k] = match_entry(match_item(len, dist, ds), i - lit_start);
-                k += 1;
-                ll_freq[257 + LEN_SYM[len] as usize] += 1;
-                d_freq[ds] += 1;
-                let end = i + len;
-                lit_start = end;
-                let stop = end.min(last + 1);
-                while inserted < stop {
-                    insert(head, prev, inserted);
-                    inserted += 1;
-                }
-                i = end;
-            }
-        }
-        while i < n {
-            let b = page[i];
-            ll_freq[b as usize] += 1;
-            i += 1;
-        }
-        k
-    }
-
-    /// Lazy matching on hash chains; returns the item count.
-    fn match_strong(&mut self, page: &[u8]) -> usize {
-        const DEPTH: u32 = 6;
-        const NICE: usize = 32;
-        const LAZY_DEPTH: u32 = 3;
-        let n = page.len();
-        let base = self.next_base(n);
-        if self.prev.len() < n {
-            self.prev.resize(n, 0);
-        }
-        let head = &mut self.head[..];
-        let prev = &mut self.prev[..];
-        let items = &mut self.items[..];
-        let ll_freq = &mut self.ll_freq;
-        let d_freq = &mut self.d_freq;
-        let mut k = 0;
-        let mut lit_start = 0usize;
-        let mut i = 0;
-        if n > MIN_MATCH {
-            let last = n - MIN_MATCH;
-            let mut inserted;
-            let insert = |head: &mut [u32], prev: &mut [u32], p: usize| -> u32 {
-                let h = hash(read32(page, p), STRONG_HASH_BITS);
-                let cand = head[h];
-                prev[p] = cand;
-                head[h] = base + p as u32;
-                cand
-            };
-            while i <= last {
-                let cand = insert(head, prev, i);
-                inserted = i + 1;
-                let (mut len, mut dist) =
-                    longest(page, prev, cand, base, i, DEPTH, NICE, MIN_MATCH - 1);
-                if len < MIN_MATCH {
-                    let b = page[i];
-                    ll_freq[b as usize] += 1;
-                    i += 1;
-                    continue;
-                }
-                while len < NICE && i < last {
-                    let cand = insert(head, prev, i + 1);
-                    inserted = i + 2;
-                    let (l2, d2) = longest(page, prev, cand, base, i + 1, LAZY_DEPTH, NICE, len);
-                    if l2 > len {
-                        let b = page[i];
-                        ll_freq[b as usize] += 1;
-                        i += 1;
-                        len = l2;
-                        dist = d2;
-                    } else {
-                        break;
-                    }
-                }
-                items[k] = match_entry(match_item(len, dist, dist_sym(dist)), i - lit_start);
-                k += 1;
-                ll_freq[257 + LEN_SYM[len] as usize] += 1;
-                d_freq[dist_sym(dist)] += 1;
-                let end = i + len;
-                lit_start = end;
-                let stop = end.min(last + 1);
-                while inserted < stop {
-                    insert(head, prev, inserted);
-                    inserted += 1;
-                }
-                i = end;
-            }
-        }
-        while i < n {
-            let b = page[i];
-            ll_freq[b as usize] += 1;
-            i += 1;
-        }
-        k
     }
 
     /// Builds a dynamic code for the page's frequencies into `self.code`.
     fn build_code(&mut self) {
         let code = &mut *self.code;
         build_lengths(
-            &self.ll_freq[..LL_USED],
+            &self.tally.ll_freq[..LL_USED],
             MAX_CODE_LEN as u32,
             &mut code.ll_lens[..LL_USED],
         );
         build_lengths(
-            &self.d_freq[..D_USED],
+            &self.tally.d_freq[..D_USED],
             MAX_CODE_LEN as u32,
             &mut code.d_lens[..D_USED],
         );
@@ -690,7 +453,7 @@ impl PageEncoder {
         // Extra bits are the same under any code.
         let mut extra = 0u64;
         let mut fixed = 3u64;
-        for ((&f, &e), &l) in self.ll_freq[..LL_USED]
+        for ((&f, &e), &l) in self.tally.ll_freq[..LL_USED]
             .iter()
             .zip(&LL_EXTRA)
             .zip(&FIXED_LL_LENS)
@@ -698,7 +461,7 @@ impl PageEncoder {
             extra += f as u64 * e as u64;
             fixed += f as u64 * l as u64;
         }
-        for (&f, &e) in self.d_freq[..D_USED].iter().zip(&D_EXTRA) {
+        for (&f, &e) in self.tally.d_freq[..D_USED].iter().zip(&D_EXTRA) {
             extra += f as u64 * e as u64;
             fixed += f as u64 * 5;
         }
@@ -707,10 +470,10 @@ impl PageEncoder {
         let code = &*self.code;
         let header = &code.header;
         let mut dynamic = 3 + header.bits + extra;
-        for (&f, &l) in self.ll_freq[..LL_USED].iter().zip(&code.ll_lens) {
+        for (&f, &l) in self.tally.ll_freq[..LL_USED].iter().zip(&code.ll_lens) {
             dynamic += f as u64 * l as u64;
         }
-        for (&f, &l) in self.d_freq[..D_USED].iter().zip(&code.d_lens) {
+        for (&f, &l) in self.tally.d_freq[..D_USED].iter().zip(&code.d_lens) {
             dynamic += f as u64 * l as u64;
         }
         let fixed_bytes = fixed.div_ceil(8) as usize;
@@ -720,7 +483,7 @@ impl PageEncoder {
         if best > out.len() {
             return None;
         }
-        let items = &self.items[..count];
+        let items = &self.tally.items[..count];
         let written = if stored_bytes == best {
             write_stored(page, out)
         } else if dynamic_bytes == best {
@@ -755,10 +518,8 @@ const fn pack_fixed<const N: usize>(codes: [u16; N], lens: [u8; N]) -> [u32; N] 
     t
 }
 
-static FIXED_LL_PACKED: [u32; LITLEN_SYMS] = pack_fixed(
-    fixed_codes(fixed_litlen_lengths()),
-    fixed_litlen_lengths(),
-);
+static FIXED_LL_PACKED: [u32; LITLEN_SYMS] =
+    pack_fixed(fixed_codes(fixed_litlen_lengths()), fixed_litlen_lengths());
 static FIXED_D_PACKED: [u32; DIST_SYMS] =
     pack_fixed(fixed_codes([5u8; DIST_SYMS]), [5u8; DIST_SYMS]);
 
@@ -884,12 +645,153 @@ impl DynHeader {
 /// Extra bits of the code-length symbols 16, 17 and 18.
 const PRECODE_EXTRA: [u32; 3] = [2, 3, 7];
 
-/// Counts a run of literals, kept out of the matcher's inner loop.
-#[inline(always)]
-fn count_literals(ll_freq: &mut [u32; LITLEN_SYMS], literals: &[u8]) {
-    for &b in literals {
-        ll_freq[b as usize] += 1;
+/// A page of one repeated byte: a literal, then distance-1 matches.
+fn match_uniform(page: &[u8], tally: &mut Tally) -> usize {
+    let n = page.len();
+    let mut k = 0;
+    if n == 0 {
+        return 0;
     }
+    tally.literals(&page[..1]);
+    let mut rem = n - 1;
+    while rem >= 3 {
+        let len = if rem <= MAX_MATCH {
+            rem
+        } else if rem - MAX_MATCH >= 3 {
+            MAX_MATCH
+        } else {
+            rem - 3
+        };
+        tally.push_match(k, len, 1, (k == 0) as usize);
+        k += 1;
+        rem -= len;
+    }
+    tally.literals(&page[n - rem..]);
+    k
+}
+
+/// Greedy matching on a one-entry hash table of positions, cleared per
+/// page (an empty slot reads as position 0, an ordinary candidate);
+/// returns the item count.
+fn match_fast<P: Position>(
+    head: &mut [P; 1 << FAST_HASH_BITS],
+    page: &[u8],
+    tally: &mut Tally,
+) -> usize {
+    const SKIP_SHIFT: u32 = 5;
+    let n = page.len();
+    assert!(n <= P::LIMIT && tally.items.len() > n);
+    let far = n > WINDOW;
+    let p = page.as_ptr();
+    // SAFETY (for every use below): reads at x need x + 4 <= n, which
+    // holds for x <= last and for table positions c < i <= last (the
+    // table is cleared by the caller and only ever gets positions <= last).
+    let rd32 = |x: usize| {
+        debug_assert!(x + 4 <= n);
+        unsafe { p.add(x).cast::<u32>().read_unaligned() }
+    };
+    let mut k = 0;
+    let mut lit_start = 0usize;
+    if n > MIN_MATCH {
+        let last = n - MIN_MATCH;
+        let mut anchor = 0;
+        // Position 0 is in the table already; start matching at 1.
+        let mut i = 1;
+        while i <= last {
+            let cur = rd32(i);
+            let h = hash(cur, FAST_HASH_BITS);
+            let c = head[h].index();
+            head[h] = P::from_index(i);
+            // c < i: every stored position is behind i.
+            if rd32(c) == cur && (!far || i - c <= WINDOW) {
+                tally.literals(&page[lit_start..i]);
+                let max = (n - i).min(MAX_MATCH);
+                let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
+                tally.push_match(k, len, i - c, i - lit_start);
+                k += 1;
+                let end = i + len;
+                lit_start = end;
+                if end - 2 <= last {
+                    let q = end - 2;
+                    head[hash(rd32(q), FAST_HASH_BITS)] = P::from_index(q);
+                }
+                i = end;
+                anchor = end;
+                continue;
+            }
+            i += 1;
+            if i - anchor > 1 << SKIP_SHIFT {
+                // A long stretch without matches: skip ahead, one more
+                // byte per 2^SKIP_SHIFT bytes of the stretch.
+                i = (i + ((i - anchor) >> SKIP_SHIFT) - 1).min(n);
+            }
+        }
+    }
+    tally.literals(&page[lit_start..]);
+    k
+}
+
+/// Lazy matching on hash chains: heads and links are positions plus one
+/// (0 ends a chain), the heads cleared per page; returns the item count.
+fn match_strong<P: Position>(
+    head: &mut [P; 1 << STRONG_HASH_BITS],
+    prev: &mut [P],
+    page: &[u8],
+    tally: &mut Tally,
+) -> usize {
+    const DEPTH: u32 = 2;
+    const NICE: usize = 16;
+    const LAZY_DEPTH: u32 = 1;
+    let n = page.len();
+    assert!(n < P::LIMIT && prev.len() >= n);
+    let mut k = 0;
+    let mut lit_start = 0usize;
+    let mut i = 0;
+    if n > MIN_MATCH {
+        let last = n - MIN_MATCH;
+        let mut inserted;
+        let insert = |head: &mut [P; 1 << STRONG_HASH_BITS], prev: &mut [P], p: usize| {
+            let h = hash(read32(page, p), STRONG_HASH_BITS);
+            let cand = head[h];
+            prev[p] = cand;
+            head[h] = P::from_index(p + 1);
+            cand
+        };
+        while i <= last {
+            let cand = insert(head, prev, i);
+            inserted = i + 1;
+            let (mut len, mut dist) = longest(page, prev, cand, i, DEPTH, NICE, MIN_MATCH - 1);
+            if len < MIN_MATCH {
+                i += 1;
+                continue;
+            }
+            while len < NICE && i < last {
+                let cand = insert(head, prev, i + 1);
+                inserted = i + 2;
+                let (l2, d2) = longest(page, prev, cand, i + 1, LAZY_DEPTH, NICE, len);
+                if l2 > len {
+                    i += 1;
+                    len = l2;
+                    dist = d2;
+                } else {
+                    break;
+                }
+            }
+            tally.literals(&page[lit_start..i]);
+            tally.push_match(k, len, dist, i - lit_start);
+            k += 1;
+            let end = i + len;
+            lit_start = end;
+            let stop = end.min(last + 1);
+            while inserted < stop {
+                insert(head, prev, inserted);
+                inserted += 1;
+            }
+            i = end;
+        }
+    }
+    tally.literals(&page[lit_start..]);
+    k
 }
 
 /// Whether every byte of `page` is the same.
@@ -984,45 +886,26 @@ fn write_items(
     w.finish()
 }
 
-/// longest() on the 16-bit chains of match_strong_small: `cand` is a
-/// position plus one, 0 ending the chain.
-#[inline(always)]
-fn longest16(
-    page: &[u8],
-    prev: &[u16],
-    cand: u16,
-    i: usize,
-    depth: u32,
-    nice: usize,
-    best: usize,
-) -> (usize, usize) {
-    let position = |link: u16| (link != 0).then(|| link as usize - 1);
-    longest_in_chain(page, i, depth, nice, best, position(cand), |c| {
-        position(prev[c])
-    })
-}
-
 /// The longest match at `i` better than `best`, following the chain from
-/// `cand` for at most `depth` candidates. Returns (length, distance).
-#[allow(clippy::too_many_arguments)]
+/// `cand` (a position plus one, 0 ending the chain) for at most `depth`
+/// candidates. Returns (length, distance), or (0, 0).
 #[inline(always)]
-fn longest(
+fn longest<P: Position>(
     page: &[u8],
-    prev: &[u32],
-    cand: u32,
-    base: u32,
+    prev: &[P],
+    cand: P,
     i: usize,
     depth: u32,
     nice: usize,
     best: usize,
 ) -> (usize, usize) {
-    let position = |link: u32| (link >= base).then(|| (link - base) as usize);
+    let position = |link: P| link.index().checked_sub(1);
     longest_in_chain(page, i, depth, nice, best, position(cand), |c| {
         position(prev[c])
     })
 }
 
-/// The chain walk both chain layouts share: `first` is the newest earlier
+/// The chain walk: `first` is the newest earlier
 /// position with the same hash, `next(c)` the one before `c` (None ends the
 /// chain). Returns (length, distance), or (0, 0) when nothing beats `best`.
 #[inline(always)]
