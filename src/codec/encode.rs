@@ -1,9 +1,9 @@
 //! The page encoder: one page into one raw DEFLATE stream of a single block.
 //!
 //! The matcher (greedy on a one-entry hash table for `Fast`, lazy on short
-//! hash chains for `Strong`; both on position tables cleared per page, of
-//! 16-bit positions for pages below 64 KiB) turns the page into matches, each with the
-//! number of literals before it, while counting symbol frequencies. Then
+//! hash chains for `Strong`; both on tables cleared per page, of 16-bit
+//! positions for pages below 64 KiB) turns the page into matches, each with
+//! the number of literals before it, while counting symbol frequencies. Then
 //! the exact size of the block is computed for a dynamic code, the fixed
 //! code and a stored block, and the smallest is written, if it fits; the
 //! writer takes the literals straight from the page.
@@ -239,7 +239,7 @@ impl<'a> Writer<'a> {
 /// Compresses single pages into raw DEFLATE, reusing its state between pages.
 pub struct PageEncoder {
     level: Level,
-    /// Hash tables of 16-bit positions, for pages up to 64 KiB.
+    /// Hash tables of 16-bit positions, for pages below 64 KiB.
     narrow: HashTables<u16>,
     /// Hash tables of 32-bit positions, for larger pages.
     wide: HashTables<u32>,
