@@ -265,6 +265,27 @@ impl Tally {
         }
     }
 
+    /// Counts the literals page[start..end] that precede a match at `end`,
+    /// four per step, then the last zero to three without a branch: the
+    /// dummy symbol 287, which no code uses, takes the counts of the bytes
+    /// past `end` (inside the match, so inside the page).
+    #[inline(always)]
+    fn literals_before_match(&mut self, page: &[u8], start: usize, end: usize) {
+        const DUMMY: usize = LITLEN_SYMS - 1;
+        let mut quads = page[start..end].chunks_exact(4);
+        for c in &mut quads {
+            for &b in c {
+                self.ll_freq[b as usize] += 1;
+            }
+        }
+        let tail = quads.remainder().len();
+        let at = end - tail;
+        for k in 0..3 {
+            let b = page[at + k] as usize;
+            self.ll_freq[if k < tail { b } else { DUMMY }] += 1;
+        }
+    }
+
     /// Records the `k`th match of the page, after `literals` literals.
     #[inline(always)]
     fn push_match(&mut self, k: usize, len: usize, dist: usize, literals: usize) {
@@ -704,7 +725,7 @@ fn match_fast<P: Position>(
             head[h] = P::from_index(i);
             // c < i: every stored position is behind i.
             if rd32(c) == cur && (!far || i - c <= WINDOW) {
-                tally.literals(&page[lit_start..i]);
+                tally.literals_before_match(page, lit_start, i);
                 let max = (n - i).min(MAX_MATCH);
                 let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
                 tally.push_match(k, len, i - c, i - lit_start);
@@ -777,7 +798,7 @@ fn match_strong<P: Position>(
                     break;
                 }
             }
-            tally.literals(&page[lit_start..i]);
+            tally.literals_before_match(page, lit_start, i);
             tally.push_match(k, len, dist, i - lit_start);
             k += 1;
             let end = i + len;
@@ -862,10 +883,31 @@ fn write_items(
     let mut pos = 0;
     for &entry in items {
         let run = (entry >> 32) as usize;
-        if run != 0 {
-            write_literals(&mut w, &page[pos..pos + run], ll);
-            pos += run;
+        // Literals three per flush (7 + 3 x 15 bits fit), then the last
+        // zero to two without a branch: the shortest literal runs, the
+        // commonest, would otherwise cost a mispredicted branch each.
+        let mut triples = page[pos..pos + run].chunks_exact(3);
+        for c in &mut triples {
+            let e0 = ll[c[0] as usize];
+            let e1 = ll[c[1] as usize];
+            let e2 = ll[c[2] as usize];
+            w.put(e0 & 0xffff, e0 >> 16);
+            w.put(e1 & 0xffff, e1 >> 16);
+            w.put(e2 & 0xffff, e2 >> 16);
+            w.flush();
         }
+        let tail = triples.remainder().len();
+        pos += run - tail;
+        // The match after the run covers at least MIN_MATCH bytes, so both
+        // bytes read here are inside the page.
+        let e0 = ll[page[pos] as usize];
+        let e1 = ll[page[pos + 1] as usize];
+        let (l0, l1) = (e0 >> 16, e1 >> 16);
+        let both = (e0 & 0xffff) | (e1 & 0xffff) << l0;
+        let bits = l0 * (tail >= 1) as u32 + l1 * (tail >= 2) as u32;
+        w.put(both & ((1u32 << bits) - 1), bits);
+        w.flush();
+        pos += tail;
         let item = entry as u32;
         let len = ((item >> 16) & 511) as usize;
         let dist = item & 0xffff;
