@@ -591,28 +591,21 @@ fn huffman_loop(
                         unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                         pos += 1;
                     };
+                    // A literal, then the next entry; leaves `$done` on
+                    // anything but a literal.
+                    (then $done:lifetime) => {
+                        literal!();
+                        entry = litlen[(buf & LL_MASK) as usize];
+                        if entry & F_LIT == 0 {
+                            break $done;
+                        }
+                    };
                 }
                 'literals: {
-                    literal!();
-                    entry = litlen[(buf & LL_MASK) as usize];
-                    if entry & F_LIT == 0 {
-                        break 'literals;
-                    }
-                    literal!();
-                    entry = litlen[(buf & LL_MASK) as usize];
-                    if entry & F_LIT == 0 {
-                        break 'literals;
-                    }
-                    literal!();
-                    entry = litlen[(buf & LL_MASK) as usize];
-                    if entry & F_LIT == 0 {
-                        break 'literals;
-                    }
-                    literal!();
-                    entry = litlen[(buf & LL_MASK) as usize];
-                    if entry & F_LIT == 0 {
-                        break 'literals;
-                    }
+                    literal!(then 'literals);
+                    literal!(then 'literals);
+                    literal!(then 'literals);
+                    literal!(then 'literals);
                     literal!();
                     continue 'symbols;
                 }

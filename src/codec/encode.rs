@@ -306,33 +306,27 @@ trait Position: Copy {
     fn index(self) -> usize;
 }
 
-impl Position for u16 {
-    const ZERO: u16 = 0;
-    const LIMIT: usize = 1 << 16;
-    #[inline(always)]
-    fn from_index(x: usize) -> u16 {
-        debug_assert!(x < Self::LIMIT);
-        x as u16
-    }
-    #[inline(always)]
-    fn index(self) -> usize {
-        self as usize
-    }
+/// Position for an unsigned type; `$limit` bounds what it holds.
+macro_rules! position_type {
+    ($t:ty, $limit:expr) => {
+        impl Position for $t {
+            const ZERO: $t = 0;
+            const LIMIT: usize = $limit;
+            #[inline(always)]
+            fn from_index(x: usize) -> $t {
+                debug_assert!(x < Self::LIMIT);
+                x as $t
+            }
+            #[inline(always)]
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
 }
 
-impl Position for u32 {
-    const ZERO: u32 = 0;
-    const LIMIT: usize = u32::MAX as usize;
-    #[inline(always)]
-    fn from_index(x: usize) -> u32 {
-        debug_assert!(x < Self::LIMIT);
-        x as u32
-    }
-    #[inline(always)]
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+position_type!(u16, 1 << 16);
+position_type!(u32, u32::MAX as usize);
 
 /// One level's hash heads and (for `Strong`) chain links, allocated on
 /// first use.
