@@ -196,6 +196,40 @@ fn page_sizes_and_odd_lengths() {
 }
 
 #[test]
+fn repeats_found_late_extend_backwards() {
+    // Noise, a block, more noise, a copy of the block. The fast level
+    // strides through noise (wider the longer it finds nothing), so it
+    // inserts few of the block's positions and probes few of the copy's:
+    // it finds the copy late, often hundreds of bytes in, and must extend
+    // the match backwards without passing the literals it has or making a
+    // match longer than 258 bytes.
+    let mut saved = [(0usize, 0usize); LEVELS.len()];
+    for seed in 0..64u64 {
+        let s = seed as usize;
+        let block_at = 200 + s * 29 % 1400;
+        let len = 600 + s * 53 % 1000;
+        let copy_at = block_at + len + s * 7 % 300;
+        if copy_at + len > PAGE {
+            continue;
+        }
+        let mut p = common::noise(PAGE, seed + 1000);
+        let block = common::noise(len, seed + 11);
+        p[block_at..block_at + len].copy_from_slice(&block);
+        p[copy_at..copy_at + len].copy_from_slice(&block);
+        for (level, saved) in LEVELS.into_iter().zip(&mut saved) {
+            let n = round_trip(level, &p, PAGE + 64).expect("fits");
+            saved.0 += PAGE.saturating_sub(n);
+            saved.1 += len;
+        }
+    }
+    // A stride can step over a copy entirely, but most are found.
+    for (level, (saved, copied)) in LEVELS.into_iter().zip(saved) {
+        println!("{level:?}: {saved} of {copied} copied bytes saved");
+        assert!(saved > copied / 2, "{level:?}: {saved} of {copied}");
+    }
+}
+
+#[test]
 fn output_limit_is_respected() {
     let data = common::real_data(1 << 20);
     let mut enc = PageEncoder::new(Level::Fast);

@@ -23,6 +23,8 @@ const LL_USED: usize = 286;
 const D_USED: usize = 30;
 
 const FAST_HASH_BITS: u32 = 12;
+/// Bytes the fast level's hash key covers: its shortest match.
+const FAST_MIN: usize = 5;
 const STRONG_HASH_BITS: u32 = 13;
 
 /// Match items: MATCH | distance symbol << 25 | len << 16 | dist
@@ -407,6 +409,13 @@ impl PageEncoder {
     /// Compresses `page` into `out`. Returns the stream's length, or `None` when
     /// the whole stream does not fit in `out` (the caller then sends the page raw).
     pub fn encode(&mut self, page: &[u8], out: &mut [u8]) -> Option<usize> {
+        let count = self.tally_page(page);
+        self.write_block(page, count, out)
+    }
+
+    /// Matches `page` into `self.tally`; returns the match count.
+    #[inline(always)]
+    fn tally_page(&mut self, page: &[u8]) -> usize {
         let n = page.len();
         let tally = &mut self.tally;
         if tally.items.len() < n + 1 {
@@ -439,7 +448,7 @@ impl PageEncoder {
             }
         };
         tally.ll_freq[EOB] += 1;
-        self.write_block(page, count, out)
+        count
     }
 
     /// Builds a dynamic code for the page's frequencies into `self.code`.
@@ -688,47 +697,72 @@ fn match_uniform(page: &[u8], tally: &mut Tally) -> usize {
 /// Greedy matching on a one-entry hash table of positions, cleared per
 /// page (an empty slot reads as position 0, an ordinary candidate);
 /// returns the item count.
+///
+/// The table is keyed on FAST_MIN (5) bytes, not DEFLATE's 3 or the strong
+/// level's 4: a 4-byte match saves only a few bits over its literals but
+/// costs a whole match's work and its mispredicted branches, and the
+/// rarer matches let the skip below cross incompressible stretches sooner.
+/// Each match is also extended backwards over the literals before it,
+/// which wins back part of what the longer key misses. Measured against
+/// the 4-byte key on corpus A and on /usr data: 5–10 % faster at an equal
+/// or slightly better ratio.
 fn match_fast<P: Position>(
     head: &mut [P; 1 << FAST_HASH_BITS],
     page: &[u8],
     tally: &mut Tally,
 ) -> usize {
-    const SKIP_SHIFT: u32 = 5;
+    const SKIP_SHIFT: u32 = 6;
+    const KEY_MASK: u64 = (1 << (8 * FAST_MIN)) - 1;
     let n = page.len();
     assert!(n <= P::LIMIT && tally.items.len() > n);
     let far = n > WINDOW;
     let p = page.as_ptr();
-    // SAFETY (for every use below): reads at x need x + 4 <= n, which
+    // SAFETY (for every use below): reads at x need x + 8 <= n, which
     // holds for x <= last and for table positions c < i <= last (the
     // table is cleared by the caller and only ever gets positions <= last).
-    let rd32 = |x: usize| {
-        debug_assert!(x + 4 <= n);
-        unsafe { p.add(x).cast::<u32>().read_unaligned() }
+    let key = |x: usize| {
+        debug_assert!(x + 8 <= n);
+        unsafe { p.add(x).cast::<u64>().read_unaligned() }.to_le() & KEY_MASK
+    };
+    let slot = |key: u64| {
+        ((key << (64 - 8 * FAST_MIN)).wrapping_mul(0x9E37_79B1_85EB_CA87) >> (64 - FAST_HASH_BITS))
+            as usize
     };
     let mut k = 0;
     let mut lit_start = 0usize;
-    if n > MIN_MATCH {
-        let last = n - MIN_MATCH;
+    if n > 8 {
+        let last = n - 8;
         let mut anchor = 0;
         // Position 0 is in the table already; start matching at 1.
         let mut i = 1;
         while i <= last {
-            let cur = rd32(i);
-            let h = hash(cur, FAST_HASH_BITS);
+            let cur = key(i);
+            let h = slot(cur);
             let c = head[h].index();
             head[h] = P::from_index(i);
             // c < i: every stored position is behind i.
-            if rd32(c) == cur && (!far || i - c <= WINDOW) {
-                tally.literals_before_match(page, lit_start, i);
-                let max = (n - i).min(MAX_MATCH);
-                let len = MIN_MATCH + extend(page, c + 4, i + 4, max - MIN_MATCH);
-                tally.push_match(k, len, i - c, i - lit_start);
+            if key(c) == cur && (!far || i - c <= WINDOW) {
+                // Extend backwards while the match stays within MAX_MATCH.
+                let (mut start, mut from) = (i, c);
+                while start > lit_start
+                    && from > 0
+                    && page[start - 1] == page[from - 1]
+                    && i - start + FAST_MIN < MAX_MATCH
+                {
+                    start -= 1;
+                    from -= 1;
+                }
+                let head_len = i - start + FAST_MIN;
+                let max = (n - start).min(MAX_MATCH);
+                let len = head_len + extend(page, c + FAST_MIN, i + FAST_MIN, max - head_len);
+                tally.literals_before_match(page, lit_start, start);
+                tally.push_match(k, len, i - c, start - lit_start);
                 k += 1;
-                let end = i + len;
+                let end = start + len;
                 lit_start = end;
                 if end - 2 <= last {
                     let q = end - 2;
-                    head[hash(rd32(q), FAST_HASH_BITS)] = P::from_index(q);
+                    head[slot(key(q))] = P::from_index(q);
                 }
                 i = end;
                 anchor = end;
