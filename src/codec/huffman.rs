@@ -11,13 +11,13 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) {
     debug_assert!(freqs.len() <= MAX_SYMS && lens.len() == freqs.len());
     let mut sorted = [0u32; MAX_SYMS];
     let mut n = 0;
+    lens.fill(0);
     for (sym, &f) in freqs.iter().enumerate() {
-        lens[sym] = 0;
-        if f != 0 {
-            // Frequency above, symbol below: ties resolve by symbol.
-            sorted[n] = (f << 9) | sym as u32;
-            n += 1;
-        }
+        // Frequency above, symbol below: ties resolve by symbol. Every
+        // symbol is written, only used ones are kept: a branch per symbol
+        // would mispredict on the page's scattered unused symbols.
+        sorted[n] = (f << 9) | sym as u32;
+        n += (f != 0) as usize;
     }
     if n < 2 {
         // A complete code needs two codewords: pair the used symbol (if
@@ -38,12 +38,12 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) {
     sorted.sort_unstable();
 
     // Moffat & Katajainen, in place: weights ascending in, lengths out.
-    let mut a = [0u32; MAX_SYMS];
+    let mut a = [0u32; MAX_SYMS + 1];
     for (w, &s) in a.iter_mut().zip(sorted.iter()) {
         *w = s >> 9;
     }
+    minimum_redundancy(&mut a[..n + 1]);
     let a = &mut a[..n];
-    minimum_redundancy(a);
 
     // Limit the lengths the way zlib does: clamp, then repay the Kraft debt
     // by lengthening the deepest leaves that are shorter than the limit.
@@ -94,40 +94,43 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) {
 }
 
 /// In-place minimum-redundancy code lengths (Moffat & Katajainen 1995).
-/// `a` holds at least two weights in ascending order; on return it holds the
-/// codeword length of each, in the same order.
+/// `a` holds at least two weights in ascending order and one spare slot;
+/// on return the weights' slots hold their codeword lengths, in the same
+/// order.
+///
+/// Which of the two queues (leaves, internal nodes) gives the next child
+/// is a coin toss the branch predictor loses half the time, so the choice
+/// is made with selects; the spare slot holds a sentinel weight that stands
+/// for "no leaves left".
 fn minimum_redundancy(a: &mut [u32]) {
-    let n = a.len();
-    // Phase 1: build the tree, leaves and internal weights interleaved.
+    use std::hint::select_unpredictable as pick;
+    let n = a.len() - 1;
+    a[n] = u32::MAX;
     a[0] += a[1];
     let mut root = 0usize;
     let mut leaf = 2usize;
     for next in 1..n - 1 {
-        // First child.
-        if leaf >= n || a[root] < a[leaf] {
-            a[next] = a[root];
-            a[root] = next as u32;
-            root += 1;
-        } else {
-            a[next] = a[leaf];
-            leaf += 1;
-        }
-        // Second child.
-        if leaf >= n || (root < next && a[root] < a[leaf]) {
-            a[next] += a[root];
-            a[root] = next as u32;
-            root += 1;
-        } else {
-            a[next] += a[leaf];
-            leaf += 1;
-        }
+        let r = a[root];
+        let l = a[leaf];
+        let take = r < l;
+        a[next] = pick(take, r, l);
+        a[root] = pick(take, next as u32, r);
+        root += take as usize;
+        leaf += !take as usize;
+        let r = pick(root < next, a[root], u32::MAX);
+        let l = a[leaf];
+        let take = r < l;
+        a[next] += pick(take, r, l);
+        let r = a[root];
+        a[root] = pick(take, next as u32, r);
+        root += take as usize;
+        leaf += !take as usize;
     }
-    // Phase 2: parent pointers to internal node depths.
+    let a = &mut a[..n];
     a[n - 2] = 0;
     for next in (0..n - 2).rev() {
         a[next] = a[a[next] as usize] + 1;
     }
-    // Phase 3: internal depths to leaf depths.
     let mut avail: i64 = 1;
     let mut used: i64 = 0;
     let mut depth = 0u32;
@@ -210,6 +213,56 @@ mod tests {
             let mut l = vec![0u8; 30];
             build_lengths(&f, 15, &mut l);
             kraft_ok(&l, 15);
+        }
+    }
+
+    /// Huffman's own construction, with a heap: the total cost of an
+    /// optimal code, for comparing against when no length hits the limit.
+    fn optimal_cost(freqs: &[u32]) -> u64 {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut heap: BinaryHeap<Reverse<u64>> = freqs
+            .iter()
+            .filter(|&&f| f != 0)
+            .map(|&f| Reverse(f as u64))
+            .collect();
+        let mut cost = 0;
+        while heap.len() > 1 {
+            let (Reverse(a), Reverse(b)) = (heap.pop().unwrap(), heap.pop().unwrap());
+            cost += a + b;
+            heap.push(Reverse(a + b));
+        }
+        cost
+    }
+
+    #[test]
+    fn unlimited_codes_are_optimal() {
+        let mut seed = 0x0bad_cafe_1234_5678u64;
+        for round in 0..3000 {
+            let n = [2, 3, 19, 30, 286][round % 5];
+            let mut freqs = vec![0u32; n];
+            for f in freqs.iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *f = if seed % 4 == 0 {
+                    0
+                } else {
+                    (seed >> 32) as u32 % 5000
+                };
+            }
+            let used = freqs.iter().filter(|&&f| f != 0).count();
+            let mut lens = vec![0u8; n];
+            build_lengths(&freqs, 15, &mut lens);
+            if used < 2 || lens.iter().any(|&l| l == 15) {
+                continue;
+            }
+            let cost: u64 = freqs
+                .iter()
+                .zip(&lens)
+                .map(|(&f, &l)| f as u64 * l as u64)
+                .sum();
+            assert_eq!(cost, optimal_cost(&freqs), "{freqs:?}");
         }
     }
 
