@@ -93,6 +93,13 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) {
     }
 }
 
+/// `a` if `take`, else `b`, by masks rather than a branch.
+#[inline(always)]
+fn pick(take: bool, a: u32, b: u32) -> u32 {
+    let mask = (take as u32).wrapping_neg();
+    (a & mask) | (b & !mask)
+}
+
 /// In-place minimum-redundancy code lengths (Moffat & Katajainen 1995).
 /// `a` holds at least two weights in ascending order and one spare slot;
 /// on return the weights' slots hold their codeword lengths, in the same
@@ -103,7 +110,6 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) {
 /// is made with selects; the spare slot holds a sentinel weight that stands
 /// for "no leaves left".
 fn minimum_redundancy(a: &mut [u32]) {
-    use std::hint::select_unpredictable as pick;
     let n = a.len() - 1;
     a[n] = u32::MAX;
     a[0] += a[1];
@@ -254,7 +260,7 @@ mod tests {
             let used = freqs.iter().filter(|&&f| f != 0).count();
             let mut lens = vec![0u8; n];
             build_lengths(&freqs, 15, &mut lens);
-            if used < 2 || lens.iter().any(|&l| l == 15) {
+            if used < 2 || lens.contains(&15) {
                 continue;
             }
             let cost: u64 = freqs
