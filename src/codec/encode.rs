@@ -22,6 +22,18 @@ const LL_USED: usize = 286;
 /// Distance symbols an encoder may use.
 const D_USED: usize = 30;
 
+/// The longest literal/length codeword the encoder makes. DEFLATE allows
+/// 15 bits, but 10 costs no ratio on real pages (the header that sends a
+/// shallower code is a little shorter, which about pays for the longer
+/// rare codewords), lets the writer put four literals per flush, and keeps
+/// every codeword inside a decoder's first-level table of 10 bits, ours
+/// included, so that no subtable is built or visited.
+const LL_MAX_LEN: u32 = 10;
+/// Literals written per flush: the writer keeps at most 7 bits after a
+/// flush and the buffer holds 64.
+const LITERALS_PER_FLUSH: usize = 4;
+const _: () = assert!(7 + LITERALS_PER_FLUSH as u32 * LL_MAX_LEN <= 64);
+
 const FAST_HASH_BITS: u32 = 12;
 /// Bytes the fast level's hash key covers: its shortest match.
 const FAST_MIN: usize = 5;
@@ -456,7 +468,7 @@ impl PageEncoder {
         let code = &mut *self.code;
         build_lengths(
             &self.tally.ll_freq[..LL_USED],
-            MAX_CODE_LEN as u32,
+            LL_MAX_LEN,
             &mut code.ll_lens[..LL_USED],
         );
         build_lengths(
@@ -879,21 +891,15 @@ fn write_stored(page: &[u8], out: &mut [u8]) -> usize {
     pos
 }
 
-/// Writes the literals `lits`, two codewords per flush (7 + 2 x 15 bits
-/// fit), in a loop whose only data-dependent branch is its end.
+/// Writes the literals `lits`, LITERALS_PER_FLUSH codewords per flush, in a
+/// loop whose only data-dependent branch is its end.
 #[inline(always)]
 fn write_literals(w: &mut Writer, lits: &[u8], ll: &[u32; LITLEN_SYMS]) {
-    let mut pairs = lits.chunks_exact(2);
-    for c in &mut pairs {
-        let e = ll[c[0] as usize];
-        w.put(e & 0xffff, e >> 16);
-        let e = ll[c[1] as usize];
-        w.put(e & 0xffff, e >> 16);
-        w.flush();
-    }
-    if let [b] = pairs.remainder() {
-        let e = ll[*b as usize];
-        w.put(e & 0xffff, e >> 16);
+    for group in lits.chunks(LITERALS_PER_FLUSH) {
+        for &b in group {
+            let e = ll[b as usize];
+            w.put(e & 0xffff, e >> 16);
+        }
         w.flush();
     }
 }
@@ -911,29 +917,29 @@ fn write_items(
     let mut pos = 0;
     for &entry in items {
         let run = (entry >> 32) as usize;
-        // Literals three per flush (7 + 3 x 15 bits fit), then the last
-        // zero to two without a branch: the shortest literal runs, the
-        // commonest, would otherwise cost a mispredicted branch each.
-        let mut triples = page[pos..pos + run].chunks_exact(3);
-        for c in &mut triples {
-            let e0 = ll[c[0] as usize];
-            let e1 = ll[c[1] as usize];
-            let e2 = ll[c[2] as usize];
-            w.put(e0 & 0xffff, e0 >> 16);
-            w.put(e1 & 0xffff, e1 >> 16);
-            w.put(e2 & 0xffff, e2 >> 16);
+        // Literals four per flush, then the last zero to three without a
+        // branch: the shortest literal runs, the commonest, would otherwise
+        // cost a mispredicted branch each.
+        let mut quads = page[pos..pos + run].chunks_exact(LITERALS_PER_FLUSH);
+        for quad in &mut quads {
+            for &b in quad {
+                let e = ll[b as usize];
+                w.put(e & 0xffff, e >> 16);
+            }
             w.flush();
         }
-        let tail = triples.remainder().len();
+        let tail = quads.remainder().len();
         pos += run - tail;
-        // The match after the run covers at least MIN_MATCH bytes, so both
-        // bytes read here are inside the page.
-        let e0 = ll[page[pos] as usize];
-        let e1 = ll[page[pos + 1] as usize];
-        let (l0, l1) = (e0 >> 16, e1 >> 16);
-        let both = (e0 & 0xffff) | (e1 & 0xffff) << l0;
-        let bits = l0 * (tail >= 1) as u32 + l1 * (tail >= 2) as u32;
-        w.put(both & ((1u32 << bits) - 1), bits);
+        // The match after the run covers at least 3 bytes, so the bytes
+        // read here are inside the page; those past the run weigh 0 bits.
+        let (mut codes, mut bits) = (0u32, 0u32);
+        for k in 0..LITERALS_PER_FLUSH - 1 {
+            let e = ll[page[pos + k] as usize];
+            let len = (e >> 16) * (k < tail) as u32;
+            codes |= (e & 0xffff & ((1 << len) - 1)) << bits;
+            bits += len;
+        }
+        w.put(codes, bits);
         w.flush();
         pos += tail;
         let item = entry as u32;
@@ -1016,5 +1022,44 @@ fn longest_in_chain(
         (0, 0)
     } else {
         (best, best_dist)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page of many literals, a few common and a long tail of rare ones:
+    /// a code limited to 15 bits gives the rarest 12.
+    fn skewed_page() -> Vec<u8> {
+        let mut page = Vec::with_capacity(4096);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        while page.len() < 4096 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // The product of two uniform bytes: small values common, large
+            // ones rare.
+            page.push((((state >> 56) * ((state >> 48) & 0xff)) >> 8) as u8);
+        }
+        page
+    }
+
+    #[test]
+    fn literal_length_codes_stay_within_ll_max_len() {
+        let page = skewed_page();
+        for level in [Level::Fast, Level::Strong] {
+            let mut encoder = PageEncoder::new(level);
+            let mut out = vec![0u8; 4096];
+            encoder
+                .encode(&page, &mut out)
+                .expect("a skewed page compresses");
+            let lens = &encoder.code.ll_lens;
+            let used = lens.iter().filter(|&&l| l != 0).count();
+            assert!(used > 100, "the page should use many symbols, used {used}");
+            assert!(lens.iter().all(|&l| l as u32 <= LL_MAX_LEN), "{lens:?}");
+        }
+        // The fixed code, which the same writer writes, is within it too.
+        assert!(FIXED_LL_LENS.iter().all(|&l| l as u32 <= LL_MAX_LEN));
     }
 }

@@ -211,6 +211,11 @@ mod tests {
         kraft_ok(&lens, 15);
         build_lengths(&freqs[..19], 7, &mut lens[..19]);
         kraft_ok(&lens[..19], 7);
+        // The encoder's literal/length limit, on 286 skewed frequencies.
+        let mut skewed = vec![1u32; 286];
+        skewed[..30].copy_from_slice(&freqs[..30]);
+        build_lengths(&skewed, 10, &mut lens[..286]);
+        kraft_ok(&lens[..286], 10);
         for used in 0..3 {
             let mut f = vec![0u32; 30];
             for s in 0..used {
