@@ -64,10 +64,11 @@ bench:
 	bash tests/corpus.sh >/dev/null
 	$(CARGO) run --release --features bench --bin qpl-bench -- $(CACHE)/corpus/corpusA.bin
 
-# The benchmark on a small real file, so that it cannot rot.
+# The benchmarks on a small real file, so that they cannot rot.
 bench-smoke:
 	head -c 8388608 $(CACHE)/corpus/corpusA.bin > $(CACHE)/bench-smoke.bin
 	$(CARGO) run --release --features bench --bin qpl-bench -- --reps 1 $(CACHE)/bench-smoke.bin
+	bash tools/pair-bench/pair-bench.sh HEAD HEAD $(CACHE)/bench-smoke.bin 6
 
 c-test:
 	bash tests/c/run.sh
