@@ -715,9 +715,9 @@ fn match_uniform(page: &[u8], tally: &mut Tally) -> usize {
 /// costs a whole match's work and its mispredicted branches, and the
 /// rarer matches let the skip below cross incompressible stretches sooner.
 /// Each match is also extended backwards over the literals before it,
-/// which wins back part of what the longer key misses. Measured against
-/// the 4-byte key on corpus A and on /usr data: 5–10 % faster at an equal
-/// or slightly better ratio.
+/// which wins back more than the longer key misses. Against the 4-byte key
+/// on corpus A (tools/pair-bench): about 4 % faster, our pages decode
+/// about 5 % faster, 1 % better ratio (docs/codec.md).
 fn match_fast<P: Position>(
     head: &mut [P; 1 << FAST_HASH_BITS],
     page: &[u8],
