@@ -112,6 +112,7 @@ fn pick(take: bool, a: u32, b: u32) -> u32 {
 fn minimum_redundancy(a: &mut [u32]) {
     let n = a.len() - 1;
     a[n] = u32::MAX;
+    // Phase 1: build the tree, leaves and internal weights interleaved.
     a[0] += a[1];
     let mut root = 0usize;
     let mut leaf = 2usize;
@@ -132,11 +133,13 @@ fn minimum_redundancy(a: &mut [u32]) {
         root += take as usize;
         leaf += !take as usize;
     }
+    // Phase 2: parent pointers to internal node depths.
     let a = &mut a[..n];
     a[n - 2] = 0;
     for next in (0..n - 2).rev() {
         a[next] = a[a[next] as usize] + 1;
     }
+    // Phase 3: internal depths to leaf depths.
     let mut avail: i64 = 1;
     let mut used: i64 = 0;
     let mut depth = 0u32;

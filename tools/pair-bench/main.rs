@@ -37,7 +37,9 @@ macro_rules! build {
 }
 
 /// Times one block through one build: (compress s, decompress s, wire bytes).
-fn run(build: &mut Build, block: &[&[u8]]) -> (f64, f64, usize) {
+/// The streams go into `arena`, one page-sized slot per page, so that the
+/// timed loops allocate nothing.
+fn run(build: &mut Build, block: &[&[u8]], arena: &mut Vec<u8>) -> (f64, f64, usize) {
     // Both builds start with the block equally warm in the caches, whichever
     // goes first.
     let touched: u64 = block
@@ -45,17 +47,22 @@ fn run(build: &mut Build, block: &[&[u8]]) -> (f64, f64, usize) {
         .map(|p| p.iter().map(|&b| b as u64).sum::<u64>())
         .sum();
     std::hint::black_box(touched);
-    let mut out = vec![0u8; PAGE - 1];
-    let mut streams: Vec<Option<Vec<u8>>> = Vec::with_capacity(block.len());
+    arena.resize(block.len() * PAGE, 0);
+    let mut lengths: Vec<Option<usize>> = Vec::with_capacity(block.len());
     let started = Instant::now();
-    for page in block {
-        let n = (build.encode)(page, &mut out);
-        streams.push(n.map(|n| out[..n].to_vec()));
+    for (page, slot) in block.iter().zip(arena.chunks_exact_mut(PAGE)) {
+        lengths.push((build.encode)(page, &mut slot[..PAGE - 1]));
     }
     let compress = started.elapsed().as_secs_f64();
+    let streams = || {
+        arena
+            .chunks_exact(PAGE)
+            .zip(&lengths)
+            .filter_map(|(slot, n)| n.map(|n| &slot[..n]))
+    };
     let mut back = vec![0u8; PAGE];
     let started = Instant::now();
-    for stream in streams.iter().flatten() {
+    for stream in streams() {
         assert!(
             (build.decode)(stream, &mut back),
             "a stream failed to decode"
@@ -63,15 +70,12 @@ fn run(build: &mut Build, block: &[&[u8]]) -> (f64, f64, usize) {
     }
     let decompress = started.elapsed().as_secs_f64();
     // Verified outside the timed loop: every page comes back exactly.
-    for (page, stream) in block.iter().zip(&streams) {
-        if let Some(stream) = stream {
-            assert!((build.decode)(stream, &mut back) && back[..] == page[..]);
+    for (page, (slot, n)) in block.iter().zip(arena.chunks_exact(PAGE).zip(&lengths)) {
+        if let Some(n) = n {
+            assert!((build.decode)(&slot[..*n], &mut back) && back[..] == page[..]);
         }
     }
-    let wire = streams
-        .iter()
-        .map(|s| 4 + s.as_ref().map_or(PAGE, Vec::len))
-        .sum();
+    let wire = lengths.iter().map(|n| 4 + n.unwrap_or(PAGE)).sum();
     (compress, decompress, wire)
 }
 
@@ -88,9 +92,10 @@ fn main() {
     let pages: Vec<&[u8]> = data.chunks_exact(PAGE).collect();
     let blocks: Vec<&[&[u8]]> = pages.chunks(BLOCK).collect();
     let mut builds = [build!(a, strong), build!(b, strong)];
+    let mut arena = Vec::new();
     // One untimed pass each: allocations, page faults, branch history.
     for build in builds.iter_mut() {
-        run(build, blocks[0]);
+        run(build, blocks[0], &mut arena);
     }
     let (mut compress, mut decompress) = (Vec::new(), Vec::new());
     let mut mbps = [Vec::new(), Vec::new()];
@@ -101,7 +106,7 @@ fn main() {
         let mut times = [(0.0, 0.0); 2];
         // A first in even rounds, B first in odd ones.
         for k in [round % 2, 1 - round % 2] {
-            let (c, d, w) = run(&mut builds[k], block);
+            let (c, d, w) = run(&mut builds[k], block, &mut arena);
             times[k] = (c, d);
             wire[k] += w;
             mbps[k].push(block.len() as f64 * PAGE as f64 / c / 1e6);
