@@ -466,21 +466,21 @@ impl PageEncoder {
     /// Builds a dynamic code for the page's frequencies into `self.code`.
     fn build_code(&mut self) {
         let code = &mut *self.code;
-        build_lengths(
+        let ll_counts = build_lengths(
             &self.tally.ll_freq[..LL_USED],
             LL_MAX_LEN,
             &mut code.ll_lens[..LL_USED],
         );
-        build_lengths(
+        let d_counts = build_lengths(
             &self.tally.d_freq[..D_USED],
             MAX_CODE_LEN as u32,
             &mut code.d_lens[..D_USED],
         );
         code.header = DynHeader::new(&code.ll_lens, &code.d_lens);
         let mut codes = [0u16; LITLEN_SYMS];
-        build_codes(&code.ll_lens, &mut codes);
+        build_codes(&code.ll_lens, &ll_counts, &mut codes);
         pack_codes(&codes, &code.ll_lens, &mut code.ll_packed);
-        build_codes(&code.d_lens, &mut codes[..DIST_SYMS]);
+        build_codes(&code.d_lens, &d_counts, &mut codes[..DIST_SYMS]);
         pack_codes(&codes[..DIST_SYMS], &code.d_lens, &mut code.d_packed);
     }
 
@@ -642,8 +642,8 @@ impl DynHeader {
             }
         }
         h.rle_len = k;
-        build_lengths(&freq, MAX_PRECODE_LEN as u32, &mut h.pre_lens);
-        build_codes(&h.pre_lens, &mut h.pre_codes);
+        let counts = build_lengths(&freq, MAX_PRECODE_LEN as u32, &mut h.pre_lens);
+        build_codes(&h.pre_lens, &counts, &mut h.pre_codes);
         let mut hclen = 19;
         while hclen > 4 && h.pre_lens[PRECODE_ORDER[hclen - 1]] == 0 {
             hclen -= 1;
