@@ -871,4 +871,48 @@ mod tests {
         let last = (1usize << DIST_BITS) - 1;
         assert_ne!(table[last] & F_SUB, 0);
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn bmi2_and_portable_builds_decode_alike() {
+        use crate::codec::{Level, PageEncoder};
+        if !std::arch::is_x86_feature_detected!("bmi2") {
+            eprintln!("no BMI2 on this CPU: only the portable build runs here");
+            return;
+        }
+        let mut decoder = PageDecoder::new();
+        let mut encoder = PageEncoder::new(Level::Fast);
+        for page in crate::codec::encode::tests::varied_pages() {
+            let mut stream = vec![0u8; page.len() + 64];
+            let Some(len) = encoder.encode(&page, &mut stream) else {
+                continue;
+            };
+            stream.truncate(len);
+            // The stream, then damaged copies: both builds must agree on
+            // the result, fault included.
+            let mut variants = vec![stream.clone(), stream[..len / 2].to_vec()];
+            for bit in [3usize, 40, 8 * len / 3] {
+                let mut flipped = stream.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                variants.push(flipped);
+            }
+            for (k, input) in variants.iter().enumerate() {
+                let mut portable = vec![0u8; page.len()];
+                let mut bmi2 = vec![0u8; page.len()];
+                let a = decoder.decode_portable(input, &mut portable);
+                // SAFETY: this CPU has BMI2 (checked above).
+                let b = unsafe { decoder.decode_bmi2(input, &mut bmi2) };
+                assert_eq!(a, b);
+                if k == 0 {
+                    assert_eq!(a, Ok(()));
+                    assert_eq!(portable, page);
+                }
+                // A flipped bit may still make a valid stream of other
+                // bytes; both builds must then write the same ones.
+                if a.is_ok() {
+                    assert_eq!(portable, bmi2);
+                }
+            }
+        }
+    }
 }
