@@ -778,13 +778,45 @@ fn match_fast<P: Position>(
         let mut anchor = 0;
         // Position 0 is in the table already; start matching at 1.
         let mut i = 1;
-        while i <= last {
-            let cur = key(i);
-            let h = slot(cur);
-            let c = head[h].index();
-            head[h] = P::from_index(i);
-            // c < i: every stored position is behind i.
-            if key(c) == cur && (!far || i - c <= WINDOW) {
+        'positions: while i <= last {
+            // Two positions per step while both fit: one read covers both
+            // keys, and the two probes overlap.
+            let (at, c) = 'probe: {
+                if i + 3 <= last {
+                    // SAFETY: i + 3 <= last, so i + 8 <= n.
+                    let word = unsafe { p.add(i).cast::<u64>().read_unaligned() }.to_le();
+                    let mut cand = [0usize; 4];
+                    for (k, c) in cand.iter_mut().enumerate() {
+                        let h = slot((word >> (8 * k)) & KEY_MASK);
+                        *c = head[h].index();
+                        head[h] = P::from_index(i + k);
+                    }
+                    for (k, &c) in cand.iter().enumerate() {
+                        if key(c) == (word >> (8 * k)) & KEY_MASK && (!far || i + k - c <= WINDOW) {
+                            break 'probe (i + k, c);
+                        }
+                    }
+                    i += 4;
+                    if i - anchor > 1 << SKIP_SHIFT {
+                        // A long stretch without matches: skip ahead, four
+                        // more bytes per 2^SKIP_SHIFT bytes of the stretch.
+                        i = (i + 2 * ((i - anchor) >> SKIP_SHIFT) - 2).min(n);
+                    }
+                } else {
+                    let cur = key(i);
+                    let h = slot(cur);
+                    let c = head[h].index();
+                    head[h] = P::from_index(i);
+                    if key(c) == cur && (!far || i - c <= WINDOW) {
+                        break 'probe (i, c);
+                    }
+                    i += 1;
+                }
+                continue 'positions;
+            };
+            let next;
+            {
+                let i = at;
                 // Extend backwards while the match stays within MAX_MATCH.
                 let (mut start, mut from) = (i, c);
                 while start > lit_start
@@ -803,20 +835,15 @@ fn match_fast<P: Position>(
                 k += 1;
                 let end = start + len;
                 lit_start = end;
-                if end - 2 <= last {
+                if end - 1 <= last {
                     let q = end - 2;
                     head[slot(key(q))] = P::from_index(q);
+                    head[slot(key(q + 1))] = P::from_index(q + 1);
                 }
-                i = end;
+                next = end;
                 anchor = end;
-                continue;
             }
-            i += 1;
-            if i - anchor > 1 << SKIP_SHIFT {
-                // A long stretch without matches: skip ahead, one more
-                // byte per 2^SKIP_SHIFT bytes of the stretch.
-                i = (i + ((i - anchor) >> SKIP_SHIFT) - 1).min(n);
-            }
+            i = next;
         }
     }
     tally.literals(&page[lit_start..]);
