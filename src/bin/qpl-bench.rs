@@ -2,9 +2,11 @@
 //!
 //! Splits the input files into 4 KiB pages and runs every codec over all of
 //! them the way QEMU's `qpl` method does: each page on its own, output limited
-//! to page size - 1 (a page that does not fit travels raw). Repetitions are
-//! interleaved across codecs so that drift on a shared machine hits them all
-//! alike; the table shows medians. Every round trip is verified.
+//! to page size - 1 (a page that does not fit travels raw). Codecs take turns
+//! block by block (16 MiB) within each repetition, so that this machine's
+//! drift, which moves by tens of percent within minutes, hits them all alike;
+//! a repetition's time for a codec is the sum over its blocks, and the table
+//! shows medians over repetitions. Every round trip is verified.
 //!
 //! `cargo run --release --features bench --bin qpl-bench -- [--json] [--reps N] [--only NAME]... [--best] FILE...`
 //!
@@ -18,6 +20,9 @@ use reference_codecs::{all_page_codecs, PageCodec, ZstdPacket, PAGES_PER_PACKET}
 
 const PAGE: usize = 4096;
 const LENGTH_BYTES: usize = 4;
+/// Pages per turn: 16 MiB, a whole number of 512 KiB packets.
+const BLOCK_PAGES: usize = 4096;
+const _: () = assert!(BLOCK_PAGES % PAGES_PER_PACKET == 0);
 
 /// Our codec at one level, seen through the benchmark's codec trait.
 struct Ours {
@@ -61,15 +66,26 @@ enum Subject {
     OursDecoding(Box<dyn PageCodec>),
     /// zstd over whole 512 KiB packets (QEMU's `zstd` method).
     ZstdPacket(ZstdPacket),
-    /// Copying pages: the physical reference.
-    Memcpy,
+    /// Copying pages through a staging buffer of one block, allocated and
+    /// touched before any timing: the physical reference.
+    Memcpy(Vec<u8>),
 }
 
 struct Row {
     name: String,
     subject: Subject,
+    /// Per repetition, summed over the blocks.
     compress: Vec<Duration>,
     decompress: Vec<Duration>,
+    /// Over all blocks (the same in every repetition).
+    wire_bytes: usize,
+    raw_pages: Option<usize>,
+}
+
+/// One block's result for one row.
+struct Turn {
+    compress: Duration,
+    decompress: Duration,
     wire_bytes: usize,
     raw_pages: Option<usize>,
 }
@@ -146,24 +162,25 @@ fn wire_of(encoded: &Encoded) -> (usize, usize) {
     (wire, raw)
 }
 
-fn run_once(row: &mut Row, pages: &[&[u8]], output: &mut [u8], encoded: &mut Encoded) {
+fn run_block(row: &mut Row, pages: &[&[u8]], output: &mut [u8], encoded: &mut Encoded) -> Turn {
+    let output = &mut output[..pages.len() * PAGE];
     output.fill(0);
-    match &mut row.subject {
+    let turn = match &mut row.subject {
         Subject::PerPage(codec) => {
-            row.compress
-                .push(encode_all(codec.as_mut(), pages, encoded));
-            let (wire, raw) = wire_of(encoded);
-            row.wire_bytes = wire;
-            row.raw_pages = Some(raw);
+            let compress = encode_all(codec.as_mut(), pages, encoded);
+            let (wire_bytes, raw) = wire_of(encoded);
             let mut decode = |s: &[u8], o: &mut [u8]| codec.decompress(s, o);
-            row.decompress
-                .push(decode_all(&mut decode, pages, encoded, output));
+            let decompress = decode_all(&mut decode, pages, encoded, output);
+            Turn {
+                compress,
+                decompress,
+                wire_bytes,
+                raw_pages: Some(raw),
+            }
         }
         Subject::OursDecoding(codec) => {
             encode_all(codec.as_mut(), pages, encoded);
-            let (wire, raw) = wire_of(encoded);
-            row.wire_bytes = wire;
-            row.raw_pages = Some(raw);
+            let (wire_bytes, raw) = wire_of(encoded);
             let mut decoder = PageDecoder::new();
             let mut decode = |s: &[u8], o: &mut [u8]| {
                 decoder
@@ -171,8 +188,13 @@ fn run_once(row: &mut Row, pages: &[&[u8]], output: &mut [u8], encoded: &mut Enc
                     .map(|()| o.len())
                     .map_err(|fault| format!("{fault:?}"))
             };
-            row.decompress
-                .push(decode_all(&mut decode, pages, encoded, output));
+            let decompress = decode_all(&mut decode, pages, encoded, output);
+            Turn {
+                compress: Duration::ZERO, // not reported for this row
+                decompress,
+                wire_bytes,
+                raw_pages: Some(raw),
+            }
         }
         Subject::ZstdPacket(zstd) => {
             let mut packets = Vec::new();
@@ -183,8 +205,8 @@ fn run_once(row: &mut Row, pages: &[&[u8]], output: &mut [u8], encoded: &mut Enc
                 let len = zstd.compress_packet(chunk, &mut out).expect("zstd packet");
                 packets.push(out[..len].to_vec());
             }
-            row.compress.push(start.elapsed());
-            row.wire_bytes = packets.iter().map(Vec::len).sum();
+            let compress = start.elapsed();
+            let wire_bytes = packets.iter().map(Vec::len).sum();
             let start = Instant::now();
             for (packet, dest) in packets
                 .iter()
@@ -194,27 +216,37 @@ fn run_once(row: &mut Row, pages: &[&[u8]], output: &mut [u8], encoded: &mut Enc
                 zstd.decompress_packet(packet, &mut views)
                     .expect("zstd packet decompression");
             }
-            row.decompress.push(start.elapsed());
+            Turn {
+                compress,
+                decompress: start.elapsed(),
+                wire_bytes,
+                raw_pages: None,
+            }
         }
-        Subject::Memcpy => {
-            let mut staging = vec![0u8; pages.len() * PAGE];
+        Subject::Memcpy(staging) => {
             let start = Instant::now();
             for (page, dest) in pages.iter().zip(staging.chunks_exact_mut(PAGE)) {
                 dest.copy_from_slice(page);
             }
-            row.compress.push(start.elapsed());
+            let compress = start.elapsed();
             let start = Instant::now();
             for (src, dest) in staging
                 .chunks_exact(PAGE)
                 .zip(output.chunks_exact_mut(PAGE))
+                .take(pages.len())
             {
                 dest.copy_from_slice(src);
             }
-            row.decompress.push(start.elapsed());
-            row.wire_bytes = staging.len();
+            Turn {
+                compress,
+                decompress: start.elapsed(),
+                wire_bytes: pages.len() * PAGE,
+                raw_pages: None,
+            }
         }
-    }
+    };
     verify(&row.name, pages, output);
+    turn
 }
 
 fn median(times: &[Duration]) -> Option<Duration> {
@@ -253,7 +285,10 @@ fn rows() -> Vec<Row> {
         "zstd-1/512KiB-packet".to_string(),
         Subject::ZstdPacket(ZstdPacket::new(1)),
     ));
-    subjects.push(("memcpy".to_string(), Subject::Memcpy));
+    subjects.push((
+        "memcpy".to_string(),
+        Subject::Memcpy(vec![1u8; BLOCK_PAGES * PAGE]),
+    ));
     subjects
         .into_iter()
         .map(|(name, subject)| Row {
@@ -317,15 +352,36 @@ fn main() {
     if !only.is_empty() {
         rows.retain(|row| only.iter().any(|o| row.name.contains(o.as_str())));
     }
-    let mut output = vec![0u8; data.len()];
+    let block_pages = BLOCK_PAGES.min(pages.len());
+    let mut output = vec![1u8; block_pages * PAGE];
     let mut encoded = Encoded {
-        streams: Vec::with_capacity(data.len()),
-        lengths: Vec::with_capacity(pages.len()),
+        streams: Vec::with_capacity(block_pages * PAGE),
+        lengths: Vec::with_capacity(block_pages),
     };
     for rep in 0..reps {
         eprintln!("qpl-bench: repetition {}/{reps}", rep + 1);
+        let mut totals: Vec<(Duration, Duration)> = vec![Default::default(); rows.len()];
         for row in rows.iter_mut() {
-            run_once(row, &pages, &mut output, &mut encoded);
+            row.wire_bytes = 0;
+            row.raw_pages = None;
+        }
+        for block in pages.chunks(BLOCK_PAGES) {
+            for (row, total) in rows.iter_mut().zip(totals.iter_mut()) {
+                let turn = run_block(row, block, &mut output, &mut encoded);
+                total.0 += turn.compress;
+                total.1 += turn.decompress;
+                row.wire_bytes += turn.wire_bytes;
+                if let Some(raw) = turn.raw_pages {
+                    row.raw_pages = Some(row.raw_pages.unwrap_or(0) + raw);
+                }
+            }
+        }
+        for (row, (compress, decompress)) in rows.iter_mut().zip(totals) {
+            // Decoding another codec's streams has no compression time.
+            if !matches!(row.subject, Subject::OursDecoding(_)) {
+                row.compress.push(compress);
+            }
+            row.decompress.push(decompress);
         }
     }
     eprintln!("qpl-bench: every round trip verified");
