@@ -43,7 +43,7 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) -> Len
     for (w, &s) in a.iter_mut().zip(sorted.iter()) {
         *w = s >> 9;
     }
-    let mut count = [0u32; 33];
+    let mut count: LengthCounts = [0; 16];
     let overflow = minimum_redundancy(&mut a[..n + 1], max_len, &mut count);
 
     // Limit the lengths the way zlib does: clamp, then repay the Kraft debt
@@ -74,16 +74,14 @@ pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) -> Len
     }
     // Hand out the lengths: the rarest symbols get the longest codewords.
     let mut idx = 0;
-    let mut counts = [0; 16];
     for l in (1..=max_len as usize).rev() {
-        counts[l] = count[l] as u16;
         for _ in 0..count[l] {
             let sym = (sorted[idx] & 511) as usize;
             lens[sym] = l as u8;
             idx += 1;
         }
     }
-    counts
+    count
 }
 
 /// Frequencies below this are sorted by counting; the few above it (on a
@@ -146,7 +144,7 @@ fn pick(take: bool, a: u32, b: u32) -> u32 {
 /// is a coin toss the branch predictor loses half the time, so the choice
 /// is made with selects; the spare slot holds a sentinel weight that stands
 /// for "no leaves left".
-fn minimum_redundancy(a: &mut [u32], max_len: u32, count: &mut [u32; 33]) -> u32 {
+fn minimum_redundancy(a: &mut [u32], max_len: u32, count: &mut LengthCounts) -> u32 {
     let n = a.len() - 1;
     a[n] = u32::MAX;
     // Phase 1: build the tree, leaves and internal weights interleaved.
@@ -188,7 +186,7 @@ fn minimum_redundancy(a: &mut [u32], max_len: u32, count: &mut [u32; 33]) -> u32
             root -= 1;
         }
         let leaves = (avail - used) as u32;
-        count[depth.min(max_len) as usize] += leaves;
+        count[depth.min(max_len) as usize] += leaves as u16;
         if depth > max_len {
             overflow += leaves;
         }
@@ -226,6 +224,14 @@ pub(super) fn build_codes(lens: &[u8], counts: &LengthCounts, codes: &mut [u16])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// xorshift64: deterministic test frequencies.
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
 
     fn kraft_ok(lens: &[u8], max: u8) {
         let mut sum = 0u64;
@@ -296,9 +302,7 @@ mod tests {
             let n = [2, 3, 19, 30, 286][round % 5];
             let mut freqs = vec![0u32; n];
             for f in freqs.iter_mut() {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
+                let seed = next(&mut seed);
                 *f = if seed % 4 == 0 {
                     0
                 } else {
@@ -328,9 +332,7 @@ mod tests {
             let max = if n == 19 { 7 } else { 15 };
             let mut freqs = vec![0u32; n];
             for f in freqs.iter_mut() {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
+                let seed = next(&mut seed);
                 let r = seed % 100;
                 *f = if r < 40 {
                     0
@@ -347,14 +349,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// xorshift64: deterministic test frequencies.
-    fn next(seed: &mut u64) -> u64 {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        *seed
     }
 
     #[test]
