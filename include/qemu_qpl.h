@@ -70,11 +70,9 @@ const char *qemu_qpl_version(void);
 
 // Creates the sender of multifd channel `channel` for pages of `page_size`
 // bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
-// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). The
-// default is fast unless the environment variable `QEMU_QPL_LEVEL` says
-// `fast` or `strong` (QEMU has no qpl level parameter; this lets an operator
-// choose without patching QEMU). All
-// buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
+// packet, compressing at `level` (0 = the library's default, which is fast;
+// 1 = fast; 2 = strong; QEMU passes its `multifd-qpl-level` parameter).
+// All buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
 // On success `*sender_out` holds the new object, to be freed with
 // `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
 // `err_msg_len` bytes; may be NULL when `err_msg_len` is 0).
@@ -103,6 +101,11 @@ void qemu_qpl_sender_free(QemuQplSender *sender);
 // `*iov_count` and the body's total size to `*payload_size`. Raw pages point
 // at the caller's memory (no copy); the rest point into the sender and stay
 // valid until its next prepare or free. `page_count == 0` yields no iovecs.
+// The pages may be live guest RAM that vCPUs keep writing during the call:
+// each page is read once, into a copy that is compressed, so every stream
+// inflates to one page (of old bytes, new bytes or a mix; the page is dirty
+// and will be sent again). Returns `INTERNAL_ERROR` (and the iovecs must not
+// be used) if the library finds a segment outside its own buffer.
 //
 // # Safety
 // `sender` is a live handle used by no other thread; `pages` holds `page_count` pointers each to `page_size` readable bytes; `iov` holds `iov_capacity` entries; `iov_count`, `payload_size` are writable; `err_msg` holds `err_msg_len` bytes.
@@ -161,6 +164,17 @@ QemuQplStatus qemu_qpl_recv_lengths(QemuQplReceiver *receiver,
                                     size_t *data_len,
                                     char *err_msg,
                                     size_t err_msg_len);
+
+// After a call on `receiver` returned `QEMU_QPL_STATUS_CORRUPT_PACKET`: the
+// index, in the packet, of the page whose length or stream was bad, so that
+// the caller can name the page by its RAMBlock and offset; -1 when the fault
+// concerned the packet as a whole (its page count, payload size or the sum of
+// its lengths), when there was no such fault since the last
+// `qemu_qpl_recv_begin`, or when `receiver` is NULL.
+//
+// # Safety
+// `receiver` is NULL or a live handle used by no other thread.
+int64_t qemu_qpl_recv_fault_page(const QemuQplReceiver *receiver);
 
 // Step 3: inflates (or copies, for raw pages) each page of the packet into
 // `dest_pages[i]`, each pointing at one writable page that overlaps no other

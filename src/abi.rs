@@ -80,6 +80,7 @@ fn guarded(
                 ErrorKind::InvalidArgument => QemuQplStatus::InvalidArgument,
                 ErrorKind::CorruptPacket => QemuQplStatus::CorruptPacket,
                 ErrorKind::OutOfMemory => QemuQplStatus::OutOfMemory,
+                ErrorKind::Internal => QemuQplStatus::InternalError,
             };
             (status, error.to_string())
         }
@@ -151,11 +152,47 @@ impl PageSource for PagePointers {
         self.count
     }
 
-    fn page(&self, index: usize) -> &[u8] {
-        // SAFETY: each pointer was checked non-null in `new`; the caller
-        // promises each points at `page_size` readable bytes that stay
-        // unchanged for the call.
-        unsafe { std::slice::from_raw_parts(self.pointer(index), self.page_size) }
+    fn page_size(&self, _index: usize) -> usize {
+        self.page_size
+    }
+
+    fn copy_page(&self, index: usize, dest: &mut [u8]) {
+        assert_eq!(dest.len(), self.page_size, "a snapshot is one page");
+        // SAFETY: the pointer was checked non-null in `new`; the caller of
+        // qemu_qpl_send_prepare promises `page_size` readable bytes there.
+        unsafe { copy_guest_page(self.pointer(index), dest) };
+    }
+}
+
+/// Copies guest memory that vCPUs may be writing at the same moment. The
+/// reads are volatile, as for memory that changes outside the program: the
+/// compiler may neither repeat nor elide them, so every byte is read once.
+/// Public for qpl-bench, which measures its cost.
+///
+/// # Safety
+/// `source` points at `dest.len()` readable bytes.
+#[doc(hidden)]
+pub unsafe fn copy_guest_page(source: *const u8, dest: &mut [u8]) {
+    const WORD: usize = std::mem::size_of::<u64>();
+    if source.align_offset(WORD) == 0 {
+        let words = source.cast::<u64>();
+        for (k, chunk) in dest.chunks_exact_mut(WORD).enumerate() {
+            // SAFETY: `source` points at `dest.len()` readable bytes (the
+            // function's contract); it is 8-byte aligned and
+            // `k * 8 + 8 <= dest.len()`.
+            let word = unsafe { words.add(k).read_volatile() };
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        let done = dest.len() / WORD * WORD;
+        for (k, byte) in dest[done..].iter_mut().enumerate() {
+            // SAFETY: as above, `done + k < dest.len()`.
+            *byte = unsafe { source.add(done + k).read_volatile() };
+        }
+    } else {
+        for (k, byte) in dest.iter_mut().enumerate() {
+            // SAFETY: as above, `k < dest.len()`.
+            *byte = unsafe { source.add(k).read_volatile() };
+        }
     }
 }
 
@@ -173,34 +210,6 @@ fn channel_config(channel: u32, page_size: u32, pages_per_packet: u32) -> Channe
     }
 }
 
-/// The environment variable that picks the level a sender created with level 0 uses.
-const LEVEL_ENV: &str = "QEMU_QPL_LEVEL";
-
-/// The level a sender compresses at: an explicit ABI level wins; level 0 is
-/// `QEMU_QPL_LEVEL` when set, else the library's default. A misspelt
-/// variable is an error rather than a silent default, so an operator who
-/// asked for `strong` never migrates at `fast` without knowing.
-fn resolve_level(level: u32) -> Result<Level, Error> {
-    let unknown = || Error::invalid(format!("unknown compression level {level}"));
-    if level != 0 {
-        return Level::from_abi(level).ok_or_else(unknown);
-    }
-    match std::env::var(LEVEL_ENV) {
-        Err(std::env::VarError::NotPresent) => Level::from_abi(0).ok_or_else(unknown),
-        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "" | "default" => Level::from_abi(0).ok_or_else(unknown),
-            "fast" | "1" => Ok(Level::Fast),
-            "strong" | "2" => Ok(Level::Strong),
-            _ => Err(Error::invalid(format!(
-                "{LEVEL_ENV}={value:?}: expected fast or strong"
-            ))),
-        },
-        Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid(format!(
-            "{LEVEL_ENV} is not valid UTF-8: expected fast or strong"
-        ))),
-    }
-}
-
 /// The library's version, a static NUL-terminated string.
 #[no_mangle]
 pub extern "C" fn qemu_qpl_version() -> *const c_char {
@@ -209,11 +218,9 @@ pub extern "C" fn qemu_qpl_version() -> *const c_char {
 
 /// Creates the sender of multifd channel `channel` for pages of `page_size`
 /// bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
-/// packet, compressing at `level` (0 = default, 1 = fast, 2 = strong). The
-/// default is fast unless the environment variable `QEMU_QPL_LEVEL` says
-/// `fast` or `strong` (QEMU has no qpl level parameter; this lets an operator
-/// choose without patching QEMU). All
-/// buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
+/// packet, compressing at `level` (0 = the library's default, which is fast;
+/// 1 = fast; 2 = strong; QEMU passes its `multifd-qpl-level` parameter).
+/// All buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
 /// On success `*sender_out` holds the new object, to be freed with
 /// `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
 /// `err_msg_len` bytes; may be NULL when `err_msg_len` is 0).
@@ -232,7 +239,8 @@ pub unsafe extern "C" fn qemu_qpl_sender_new(
 ) -> QemuQplStatus {
     guarded(err_msg, err_msg_len, || {
         require(sender_out, "sender_out")?;
-        let level = resolve_level(level)?;
+        let level = Level::from_abi(level)
+            .ok_or_else(|| Error::invalid(format!("unknown compression level {level}")))?;
         let sender = Sender::new(channel_config(channel, page_size, pages_per_packet), level)?;
         put(
             sender_out,
@@ -263,6 +271,11 @@ pub unsafe extern "C" fn qemu_qpl_sender_free(sender: *mut QemuQplSender) {
 /// `*iov_count` and the body's total size to `*payload_size`. Raw pages point
 /// at the caller's memory (no copy); the rest point into the sender and stay
 /// valid until its next prepare or free. `page_count == 0` yields no iovecs.
+/// The pages may be live guest RAM that vCPUs keep writing during the call:
+/// each page is read once, into a copy that is compressed, so every stream
+/// inflates to one page (of old bytes, new bytes or a mix; the page is dirty
+/// and will be sent again). Returns `INTERNAL_ERROR` (and the iovecs must not
+/// be used) if the library finds a segment outside its own buffer.
 ///
 /// # Safety
 /// `sender` is a live handle used by no other thread; `pages` holds `page_count` pointers each to `page_size` readable bytes; `iov` holds `iov_capacity` entries; `iov_count`, `payload_size` are writable; `err_msg` holds `err_msg_len` bytes.
@@ -295,17 +308,30 @@ pub unsafe extern "C" fn qemu_qpl_send_prepare(
         let page_size = sender.config().page_size as usize;
         let pointers = PagePointers::new(pages, page_count, page_size)?;
         let packet = sender.prepare(&pointers)?;
+        if packet.segments.len() > needed as usize {
+            return Err(Error::internal(format!(
+                "{} segments for {page_count} pages",
+                packet.segments.len()
+            )));
+        }
         for (slot, segment) in packet.segments.iter().enumerate() {
             let (base, len) = match *segment {
-                Segment::Owned { start, len } => (packet.owned[start..].as_ptr(), len),
-                Segment::RawPage { page } => (pointers.pointer(page), page_size),
+                Segment::Owned { start, len } => (packet.owned(start, len)?.as_ptr(), len),
+                Segment::RawPage { page } if page < pointers.count => {
+                    (pointers.pointer(page), page_size)
+                }
+                Segment::RawPage { page } => {
+                    return Err(Error::internal(format!(
+                        "a raw segment names page {page} of {page_count}"
+                    )))
+                }
             };
             let entry = QemuQplIovec {
                 iov_base: base.cast_mut().cast(),
                 iov_len: len,
             };
             // SAFETY: `iov` holds `iov_capacity >= page_count + 1` entries and
-            // a packet has at most `page_count + 1` segments.
+            // there are at most `page_count + 1` segments (checked above).
             unsafe { iov.add(slot).write(entry) };
         }
         put(iov_count, packet.segments.len() as u32);
@@ -404,6 +430,25 @@ pub unsafe extern "C" fn qemu_qpl_recv_lengths(
         put(data_len, buffer.len());
         Ok(())
     })
+}
+
+/// After a call on `receiver` returned `QEMU_QPL_STATUS_CORRUPT_PACKET`: the
+/// index, in the packet, of the page whose length or stream was bad, so that
+/// the caller can name the page by its RAMBlock and offset; -1 when the fault
+/// concerned the packet as a whole (its page count, payload size or the sum of
+/// its lengths), when there was no such fault since the last
+/// `qemu_qpl_recv_begin`, or when `receiver` is NULL.
+///
+/// # Safety
+/// `receiver` is NULL or a live handle used by no other thread.
+#[no_mangle]
+pub unsafe extern "C" fn qemu_qpl_recv_fault_page(receiver: *const QemuQplReceiver) -> i64 {
+    if receiver.is_null() || !receiver.is_aligned() {
+        return -1;
+    }
+    // SAFETY: non-null and aligned; the caller passes a live handle.
+    let receiver = unsafe { &(*receiver).receiver };
+    receiver.fault_page().map_or(-1, i64::from)
 }
 
 /// Step 3: inflates (or copies, for raw pages) each page of the packet into

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     CorruptPacket,
     /// An allocation failed at setup.
     OutOfMemory,
+    /// The library caught a bug of its own (a violated invariant).
+    Internal,
 }
 
 /// Why a packet from the network was rejected.
@@ -61,6 +63,8 @@ pub enum Error {
     Packet { channel: u32, fault: PacketFault },
     /// An allocation of `bytes` failed.
     OutOfMemory { what: &'static str, bytes: usize },
+    /// A violated invariant of the library, described in words.
+    Internal(String),
 }
 
 impl Error {
@@ -69,6 +73,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Packet { .. } => ErrorKind::CorruptPacket,
             Error::OutOfMemory { .. } => ErrorKind::OutOfMemory,
+            Error::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -76,11 +81,36 @@ impl Error {
         Error::InvalidArgument(message.into())
     }
 
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+
     /// The packet fault, when this error is about data from the network.
     pub fn packet_fault(&self) -> Option<&PacketFault> {
         match self {
             Error::Packet { fault, .. } => Some(fault),
             _ => None,
+        }
+    }
+}
+
+impl PacketFault {
+    /// The index in its packet of the page the fault is in, when it is in one
+    /// page rather than in the packet as a whole.
+    pub fn page(&self) -> Option<u32> {
+        use PacketFault::*;
+        match *self {
+            TooManyPages { .. }
+            | PayloadShorterThanLengths { .. }
+            | PayloadWithoutPages { .. }
+            | LengthsDoNotMatchPayload { .. } => None,
+            LengthAbovePageSize { page, .. }
+            | EmptyStream { page }
+            | CorruptStream { page, .. }
+            | TruncatedStream { page }
+            | InflatesPastPage { page, .. }
+            | InflatesShortOfPage { page, .. }
+            | TrailingBytes { page, .. } => Some(page),
         }
     }
 }
@@ -152,6 +182,10 @@ impl fmt::Display for Error {
             Error::OutOfMemory { what, bytes } => {
                 write!(f, "qemu-qpl: cannot allocate {bytes} bytes for {what}")
             }
+            Error::Internal(message) => write!(
+                f,
+                "qemu-qpl: internal error ({message}); please report this bug"
+            ),
         }
     }
 }

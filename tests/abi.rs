@@ -6,6 +6,8 @@ use std::ptr;
 
 use qemu_qpl::abi::*;
 
+mod common;
+
 const PAGE: u32 = 4096;
 
 struct Message([c_char; 256]);
@@ -246,18 +248,23 @@ fn receive_steps_report_corrupt_packets_and_misuse() {
         let status = qemu_qpl_recv_begin(receiver, 9, 100_000, &mut buf, &mut len, m, 256);
         assert_eq!(status, QemuQplStatus::CorruptPacket);
         assert!(msg.text().contains("channel 2"), "{}", msg.text());
+        // ... and concerns the packet, not one of its pages.
+        assert_eq!(qemu_qpl_recv_fault_page(receiver), -1);
 
-        // A length above the page size.
+        // A length above the page size, in the second page.
         assert_eq!(
-            qemu_qpl_recv_begin(receiver, 1, 4 + 5000, &mut buf, &mut len, m, 256),
+            qemu_qpl_recv_begin(receiver, 2, 8 + 5100, &mut buf, &mut len, m, 256),
             QemuQplStatus::Ok
         );
-        assert_eq!(len, 4);
-        // SAFETY: the library returned a 4-byte buffer.
-        ptr::copy_nonoverlapping(5000u32.to_be_bytes().as_ptr(), buf, 4);
+        assert_eq!(len, 8);
+        // SAFETY: the library returned an 8-byte buffer.
+        ptr::copy_nonoverlapping(100u32.to_be_bytes().as_ptr(), buf, 4);
+        ptr::copy_nonoverlapping(5000u32.to_be_bytes().as_ptr(), buf.add(4), 4);
         let status = qemu_qpl_recv_lengths(receiver, &mut buf, &mut len, m, 256);
         assert_eq!(status, QemuQplStatus::CorruptPacket);
-        assert!(msg.text().contains("page 0"), "{}", msg.text());
+        assert!(msg.text().contains("page 1"), "{}", msg.text());
+        assert_eq!(qemu_qpl_recv_fault_page(receiver), 1);
+        assert_eq!(qemu_qpl_recv_fault_page(ptr::null()), -1);
 
         // After a failure the receiver refuses to decode the half-read packet.
         let mut page = vec![0u8; PAGE as usize];
@@ -270,6 +277,8 @@ fn receive_steps_report_corrupt_packets_and_misuse() {
             qemu_qpl_recv_begin(receiver, 1, 4 + PAGE as u64, &mut buf, &mut len, m, 256),
             QemuQplStatus::Ok
         );
+        // A new packet forgets the last one's fault.
+        assert_eq!(qemu_qpl_recv_fault_page(receiver), -1);
         // SAFETY: a 4-byte buffer from the library.
         ptr::copy_nonoverlapping(PAGE.to_be_bytes().as_ptr(), buf, 4);
         assert_eq!(
@@ -285,4 +294,68 @@ fn receive_steps_report_corrupt_packets_and_misuse() {
         assert!(msg.text().contains("destination page pointer 0 is NULL"));
         qemu_qpl_receiver_free(receiver);
     }
+}
+
+/// Payload bytes of one packet of `pages` sent at `level`.
+fn payload_at(level: u32, pages: &[&[u8]]) -> Result<u32, (QemuQplStatus, String)> {
+    // SAFETY: the out-pointers, message buffer, page pointers (PAGE bytes
+    // each) and iovec array (n + 1 entries) are valid for the calls.
+    unsafe {
+        let mut sender = ptr::null_mut();
+        let mut msg = Message::new();
+        let status = qemu_qpl_sender_new(
+            0,
+            PAGE,
+            pages.len() as u32,
+            level,
+            &mut sender,
+            msg.0.as_mut_ptr(),
+            256,
+        );
+        if status != QemuQplStatus::Ok {
+            return Err((status, msg.text()));
+        }
+        let pointers: Vec<*const u8> = pages.iter().map(|p| p.as_ptr()).collect();
+        let mut iov = vec![
+            QemuQplIovec {
+                iov_base: ptr::null_mut(),
+                iov_len: 0
+            };
+            pages.len() + 1
+        ];
+        let (mut count, mut size) = (0u32, 0u32);
+        let status = qemu_qpl_send_prepare(
+            sender,
+            pointers.as_ptr(),
+            pages.len() as u32,
+            iov.as_mut_ptr(),
+            iov.len() as u32,
+            &mut count,
+            &mut size,
+            msg.0.as_mut_ptr(),
+            256,
+        );
+        qemu_qpl_sender_free(sender);
+        assert_eq!(status, QemuQplStatus::Ok, "{}", msg.text());
+        Ok(size)
+    }
+}
+
+#[test]
+fn levels_zero_is_fast_two_is_strong_and_others_are_refused() {
+    let data = common::real_data(PAGE as usize * 64);
+    let pages = common::pages(&data, PAGE as usize);
+    let (default, fast, strong) = (
+        payload_at(0, &pages).unwrap(),
+        payload_at(1, &pages).unwrap(),
+        payload_at(2, &pages).unwrap(),
+    );
+    assert_eq!(default, fast, "the default level is fast");
+    assert!(
+        strong < fast,
+        "strong ({strong}) is tighter than fast ({fast})"
+    );
+    let (status, message) = payload_at(3, &pages).unwrap_err();
+    assert_eq!(status, QemuQplStatus::InvalidArgument);
+    assert!(message.contains("unknown compression level 3"), "{message}");
 }

@@ -472,7 +472,7 @@ fn our_sender_into_upstream_receiver(level: Level) {
         for first in range.step_by(PACKET_PAGES) {
             let packet = &pages[first..first + PACKET_PAGES];
             let prepared = sender.prepare(packet).expect("Sender::prepare");
-            let body = prepared.to_bytes(packet);
+            let body = prepared.to_bytes(packet).unwrap();
             if body.len() != prepared.payload_size as usize {
                 tally.fail(
                     first,

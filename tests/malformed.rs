@@ -25,7 +25,8 @@ fn valid_packet(count: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     let body = sender
         .prepare(pages.as_slice())
         .unwrap()
-        .to_bytes(pages.as_slice());
+        .to_bytes(pages.as_slice())
+        .unwrap();
     (body, pages)
 }
 

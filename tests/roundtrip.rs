@@ -23,7 +23,7 @@ fn roundtrip(pages: &[&[u8]], page_size: u32, per_packet: usize, level: Level) -
     let (mut raw, mut wire) = (0, 0);
     for packet_pages in pages.chunks(per_packet) {
         let packet = sender.prepare(packet_pages).unwrap();
-        let body = packet.to_bytes(packet_pages);
+        let body = packet.to_bytes(packet_pages).unwrap();
         assert_eq!(body.len(), packet.payload_size as usize);
         for index in 0..packet_pages.len() {
             let at = index * LENGTH_BYTES;

@@ -1,0 +1,240 @@
+//! The sending side of one channel: pages in, one packet body out.
+//!
+//! The pages are live guest RAM: a running guest's vCPUs may rewrite a page
+//! while it is being compressed. The encoder reads its input more than once
+//! (to count symbols, then to write them), so it never reads guest memory:
+//! each page is first copied, once, into a page-sized snapshot of the
+//! sender's own, and the snapshot is compressed. Whatever the guest does,
+//! the stream then inflates to exactly the bytes that were copied (the page
+//! is dirty and QEMU sends it again). A page that does not shrink goes raw,
+//! straight from guest memory, as upstream does.
+
+use super::{allocate, ChannelConfig};
+use crate::codec::{Level, PageEncoder};
+use crate::error::Error;
+use crate::wire::{self, LENGTH_BYTES};
+
+/// One piece of a prepared packet body, in wire order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// `len` bytes of the sender's own buffer starting at `start`: the length
+    /// array and the DEFLATE streams, which are laid out back to back so that
+    /// neighbours merge into one segment.
+    Owned { start: usize, len: usize },
+    /// The caller's page at this index, sent as it is (no copy).
+    RawPage { page: usize },
+}
+
+/// The packet body `Sender::prepare` produced, valid until the next call.
+#[derive(Debug)]
+pub struct PreparedPacket<'a> {
+    owned: &'a [u8],
+    pub segments: &'a [Segment],
+    /// Total bytes of the body: the packet header's `next_packet_size`.
+    pub payload_size: u32,
+}
+
+impl<'a> PreparedPacket<'a> {
+    /// The bytes of an `Owned` segment. Every segment that becomes an iovec
+    /// goes through here, so a length that would point past the sender's
+    /// buffer is an internal error, never an out-of-bounds iovec.
+    pub fn owned(&self, start: usize, len: usize) -> Result<&'a [u8], Error> {
+        start
+            .checked_add(len)
+            .and_then(|end| self.owned.get(start..end))
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "a segment of {len} bytes at {start} lies outside the {}-byte send buffer",
+                    self.owned.len()
+                ))
+            })
+    }
+
+    /// The body as one byte vector, for tests and tools that do not send iovecs.
+    pub fn to_bytes<P: PageSource + ?Sized>(&self, pages: &P) -> Result<Vec<u8>, Error> {
+        let mut body = Vec::with_capacity(self.payload_size as usize);
+        for segment in self.segments {
+            match *segment {
+                Segment::Owned { start, len } => {
+                    body.extend_from_slice(self.owned(start, len)?);
+                }
+                Segment::RawPage { page } => {
+                    let at = body.len();
+                    body.resize(at + pages.page_size(page), 0);
+                    pages.copy_page(page, &mut body[at..]);
+                }
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// The pages of one packet, wherever they live: a slice of slices in Rust,
+/// an array of pointers to guest RAM behind the C boundary.
+pub trait PageSource {
+    fn count(&self) -> usize;
+    /// The size of page `index`; the sender accepts only its page size.
+    fn page_size(&self, index: usize) -> usize;
+    /// Copies page `index`, as it is at this moment, into `dest` (as long as
+    /// the page). Guest memory may change during the copy; the copy is then
+    /// some mix of old and new bytes, which is all the sender needs.
+    fn copy_page(&self, index: usize, dest: &mut [u8]);
+}
+
+impl<T: AsRef<[u8]>> PageSource for [T] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn page_size(&self, index: usize) -> usize {
+        self[index].as_ref().len()
+    }
+
+    fn copy_page(&self, index: usize, dest: &mut [u8]) {
+        dest.copy_from_slice(self[index].as_ref());
+    }
+}
+
+/// The sending side of one channel.
+pub struct Sender {
+    config: ChannelConfig,
+    encoder: PageEncoder,
+    /// The page being compressed, copied out of guest memory.
+    snapshot: Vec<u8>,
+    /// Length array followed by the DEFLATE streams of one packet.
+    owned: Vec<u8>,
+    segments: Vec<Segment>,
+}
+
+impl Sender {
+    pub fn new(config: ChannelConfig, level: Level) -> Result<Sender, Error> {
+        config.validate()?;
+        let max_pages = config.max_pages();
+        // Every stored stream is at most page_size - 1 bytes.
+        let owned_bytes = max_pages * (LENGTH_BYTES + config.page_size() - 1);
+        let owned = allocate("the send buffer", owned_bytes)?;
+        let snapshot = allocate("the page snapshot", config.page_size())?;
+        let mut segments = Vec::new();
+        segments
+            .try_reserve_exact(max_pages + 1)
+            .map_err(|_| Error::OutOfMemory {
+                what: "the send segment list",
+                bytes: (max_pages + 1) * std::mem::size_of::<Segment>(),
+            })?;
+        Ok(Sender {
+            config,
+            encoder: PageEncoder::new(level),
+            snapshot,
+            owned,
+            segments,
+        })
+    }
+
+    pub fn config(&self) -> ChannelConfig {
+        self.config
+    }
+
+    /// Compresses `pages` into one packet body. A page whose stream would not
+    /// be shorter than a page is sent raw, straight from the caller's memory.
+    /// At most `pages_per_packet + 1` segments result.
+    pub fn prepare<P: PageSource + ?Sized>(
+        &mut self,
+        pages: &P,
+    ) -> Result<PreparedPacket<'_>, Error> {
+        let page_size = self.config.page_size();
+        let count = pages.count();
+        if count > self.config.max_pages() {
+            return Err(Error::invalid(format!(
+                "{count} pages exceed the {} pages per packet set up for channel {}",
+                self.config.pages_per_packet, self.config.channel
+            )));
+        }
+        if let Some(index) = (0..count).find(|&index| pages.page_size(index) != page_size) {
+            return Err(Error::invalid(format!(
+                "page {index} is {} bytes, not the page size {page_size}",
+                pages.page_size(index)
+            )));
+        }
+        self.segments.clear();
+        if count == 0 {
+            return Ok(PreparedPacket {
+                owned: &self.owned[..0],
+                segments: &self.segments,
+                payload_size: 0,
+            });
+        }
+
+        let lengths_end = count * LENGTH_BYTES;
+        let (lengths, streams) = self.owned.split_at_mut(lengths_end);
+        let mut open = Segment::Owned {
+            start: 0,
+            len: lengths_end,
+        };
+        let mut streams_used = 0;
+        let mut payload = lengths_end;
+        for index in 0..count {
+            pages.copy_page(index, &mut self.snapshot);
+            // Bounding the output at page_size - 1 is the rule of the wire: a
+            // stream must be shorter than the page it stands for.
+            let window = &mut streams[streams_used..streams_used + page_size - 1];
+            match self.encoder.encode(&self.snapshot, window) {
+                Some(stream_len) if stream_len == 0 || stream_len > window.len() => {
+                    return Err(Error::internal(format!(
+                        "page {index}: the encoder reports a {stream_len}-byte stream for a {}-byte window",
+                        window.len()
+                    )));
+                }
+                Some(stream_len) => {
+                    wire::put_length(lengths, index, stream_len as u32);
+                    open = match open {
+                        Segment::Owned { start, len } => Segment::Owned {
+                            start,
+                            len: len + stream_len,
+                        },
+                        Segment::RawPage { .. } => {
+                            self.segments.push(open);
+                            Segment::Owned {
+                                start: lengths_end + streams_used,
+                                len: stream_len,
+                            }
+                        }
+                    };
+                    streams_used += stream_len;
+                    payload += stream_len;
+                }
+                None => {
+                    wire::put_length(lengths, index, page_size as u32);
+                    self.segments.push(open);
+                    open = Segment::RawPage { page: index };
+                    payload += page_size;
+                }
+            }
+        }
+        self.segments.push(open);
+        Ok(PreparedPacket {
+            owned: &self.owned,
+            segments: &self.segments,
+            payload_size: payload as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_outside_the_send_buffer_is_an_internal_error() {
+        let owned = [0u8; 16];
+        let packet = PreparedPacket {
+            owned: &owned,
+            segments: &[],
+            payload_size: 0,
+        };
+        assert_eq!(packet.owned(4, 12).unwrap().len(), 12);
+        for (start, len) in [(4, 13), (17, 0), (usize::MAX, 2)] {
+            let error = packet.owned(start, len).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::Internal, "{error}");
+        }
+    }
+}
