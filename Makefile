@@ -14,7 +14,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # (from `rustc --print native-static-libs` for x86_64-unknown-linux-gnu).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all build install header deps corpus lint test c-test qemu-build qemu-test \
+.PHONY: all build install header deps corpus lint test asan c-test qemu-build qemu-test \
 	interop-test demo demo-small bench bench-smoke check clean
 
 PYTHON ?= python3
@@ -59,6 +59,13 @@ test:
 	bash tests/corpus.sh
 	QEMU_QPL_CORPUS=$(CACHE)/corpus/corpusA.bin $(CARGO) test --release --workspace
 
+# Issue #12: the running-guest stress test (pages rewritten by other threads
+# while packets are prepared) and the ABI tests, under AddressSanitizer.
+ASAN_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
+asan:
+	QEMU_QPL_STRESS_SECONDS=1 RUSTFLAGS=-Zsanitizer=address $(CARGO) +nightly test --release \
+	    --target $(ASAN_TARGET) --target-dir target/asan --test running_guest --test abi --test malformed
+
 # The benchmark of issue #5: every codec over corpus A, medians of 5 runs.
 bench:
 	bash tests/corpus.sh >/dev/null
@@ -83,9 +90,9 @@ qemu-test: qemu-build
 	bash tests/qemu/run-migration-test.sh
 
 # Issue #6: wire compatibility with upstream QEMU on Intel QPL, both ways.
-# QEMU's migration-test qpl case across the pair (its guest keeps dirtying
-# memory, so pages are resent), then live migrations of a guest full of real
-# data at 2 and 4 channels with both sides' RAM hashed.
+# QEMU's migration-test qpl case across the pair (not a live case: the test
+# stops the source guest before migrating), then migrations of a paused guest
+# full of real data at 2 and 4 channels with both sides' RAM hashed.
 interop-test: qemu-build corpus
 	bash tests/qemu/run-migration-test.sh ours --src $(OURS_BIN) --dst $(INTEL_BIN) $(QPL_CASE)
 	bash tests/qemu/run-migration-test.sh intel-qpl --src $(INTEL_BIN) --dst $(OURS_BIN) $(QPL_CASE)
@@ -101,7 +108,7 @@ demo: deps build corpus
 	bash tests/qemu/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
 	$(DEMO) $(DEMO_ARGS)
 
-check: deps lint test c-test bench-smoke qemu-test interop-test demo-small
+check: deps lint test asan c-test bench-smoke qemu-test interop-test demo-small
 	@echo "make check: all stages passed"
 
 clean:

@@ -29,6 +29,11 @@ for component in rustfmt clippy; do
   fi
 done
 
+# The sanitizer runs (make asan) build with the nightly toolchain.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  rustup toolchain install nightly --profile minimal
+fi
+
 # QEMU 10.2 wants meson >= 1.5; Debian 12 has 1.0. A private venv holds it.
 CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}
 VENV=$CACHE/venv

@@ -7,6 +7,8 @@
  */
 #include <qemu_qpl.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,32 @@ static void fill_pages(unsigned char *ram, const char *path)
         state ^= state << 17;
         ram[10 * PAGE_SIZE + i] = (unsigned char)(state >> 24);
     }
+}
+
+/* A "vCPU" that keeps rewriting guest pages while they are sent. */
+struct scribbler {
+    volatile unsigned char *ram;
+    atomic_int stop;
+    unsigned long writes;
+};
+
+static void *scribble(void *arg)
+{
+    struct scribbler *w = arg;
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        size_t page = (state >> 8) % PAGES, off = (state >> 24) % (PAGE_SIZE - 64);
+        size_t len = 1 + (state >> 40) % 64, from = (state >> 16) % ((size_t)PAGES * PAGE_SIZE - 64);
+        for (size_t k = 0; k < len; k++) {
+            /* copy bytes of another page, or a random byte now and then */
+            w->ram[page * PAGE_SIZE + off + k] = k % 16 ? w->ram[from + k] : (unsigned char)state;
+        }
+        w->writes++;
+    }
+    return NULL;
 }
 
 /* Receives one packet of `n` pages from the wire into `dest`; 0 on success. */
@@ -147,6 +175,29 @@ int main(int argc, char **argv)
          strstr(msg, "channel 7") && strstr(msg, "page 0");
     check(ok, "a corrupt stream fails with a message naming channel and page", msg);
     printf("# %s\n", msg);
+    check(qemu_qpl_recv_fault_page(r) == 0, "the receiver names the faulty page's index", NULL);
+
+    /* Pages that a running guest keeps rewriting while they are compressed. */
+    struct scribbler w = { .ram = src };
+    pthread_t writer;
+    int live_ok = pthread_create(&writer, NULL, scribble, &w) == 0;
+    int packets = 0;
+    for (; live_ok && packets < 200; packets++) {
+        for (uint32_t i = 0; i < PAGES; i++) {
+            pages[i] = src + (size_t)i * PAGE_SIZE;
+        }
+        wire_len = wire_pos = 0;
+        live_ok = qemu_qpl_send_prepare(s, pages, PAGES, iov, PAGES + 2, &iov_count, &payload,
+                                        msg, sizeof msg) == QEMU_QPL_STATUS_OK;
+        if (live_ok) {
+            wire_write(iov, iov_count);
+            live_ok = wire_len == payload && receive(r, PAGES, payload, dest, msg, sizeof msg) == 0;
+        }
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(writer, NULL);
+    printf("# %d packets of live pages, %lu writes by the guest thread\n", packets, w.writes);
+    check(live_ok && w.writes > 0, "live pages: every packet is valid and inflates page by page", msg);
 
     /* An empty packet (only zero pages in it) needs no body. */
     uint8_t *buf = NULL;
