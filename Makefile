@@ -14,7 +14,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # (from `rustc --print native-static-libs` for x86_64-unknown-linux-gnu).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all build install header deps corpus lint test asan c-test qemu-build qemu-test \
+.PHONY: all build install header deps corpus lint test asan miri c-test qemu-build qemu-test \
 	interop-test demo demo-small bench bench-smoke check clean
 
 PYTHON ?= python3
@@ -66,6 +66,13 @@ asan:
 	QEMU_QPL_STRESS_SECONDS=1 RUSTFLAGS=-Zsanitizer=address $(CARGO) +nightly test --release \
 	    --target $(ASAN_TARGET) --target-dir target/asan --test running_guest --test abi --test malformed
 
+# Issue #15: Miri on the codec's and the ABI's unsafe code, with tests sized
+# for it (src/miri_checks.rs), under Stacked and then Tree Borrows.
+MIRI_TESTS := miri_checks wire:: channel:: over_subscribed
+miri:
+	$(CARGO) +nightly miri test --lib -- $(MIRI_TESTS)
+	MIRIFLAGS=-Zmiri-tree-borrows $(CARGO) +nightly miri test --lib -- $(MIRI_TESTS)
+
 # The benchmark of issue #5: every codec over corpus A, medians of 5 runs.
 bench:
 	bash tests/corpus.sh >/dev/null
@@ -108,7 +115,7 @@ demo: deps build corpus
 	bash tests/qemu/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
 	$(DEMO) $(DEMO_ARGS)
 
-check: deps lint test asan c-test bench-smoke qemu-test interop-test demo-small
+check: deps lint test asan miri c-test bench-smoke qemu-test interop-test demo-small
 	@echo "make check: all stages passed"
 
 clean:

@@ -13,6 +13,9 @@ pub mod codec;
 pub mod error;
 pub mod wire;
 
+#[cfg(test)]
+mod miri_checks;
+
 pub use channel::{ChannelConfig, PageSource, PreparedPacket, Receiver, Segment, Sender};
 pub use codec::Level;
 pub use error::{Error, ErrorKind, PacketFault};

@@ -30,9 +30,14 @@ for component in rustfmt clippy; do
 done
 
 # The sanitizer runs (make asan) build with the nightly toolchain.
+# Miri (make miri) needs the miri and rust-src components and its sysroot.
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   rustup toolchain install nightly --profile minimal
 fi
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+  rustup component add --toolchain nightly miri rust-src
+fi
+cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
 
 # QEMU 10.2 wants meson >= 1.5; Debian 12 has 1.0. A private venv holds it.
 CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}

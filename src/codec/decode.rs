@@ -671,7 +671,10 @@ fn huffman_loop(
                 // SAFETY: 1 <= d <= pos and pos + len + COPY_SLACK <= page_len.
                 unsafe { copy_match_unchecked(out_ptr, pos, d, len) };
             } else if len <= page_len - pos {
-                copy_match(page, pos, d, len);
+                // Not `copy_match(page, ..)`: reborrowing `page` here would
+                // invalidate `out_ptr` for the writes that follow.
+                // SAFETY: 1 <= d <= pos and pos + len <= page_len.
+                unsafe { copy_match_bytes(out_ptr, pos, d, len) };
             } else {
                 result = Some(Err(DecodeFault::PastEnd));
                 break;
@@ -811,6 +814,20 @@ unsafe fn copy_match_unchecked(out: *mut u8, pos: usize, dist: usize, len: usize
                 s = s.add(1);
             }
         }
+    }
+}
+
+/// Copies `len` bytes from `dist` back to `pos` one byte at a time, through
+/// the fast loop's pointer, for the few matches that end within COPY_SLACK
+/// of the page's end.
+///
+/// # Safety
+/// `out` points to a page of at least `pos + len` bytes, and `1 <= dist <= pos`.
+#[inline(always)]
+unsafe fn copy_match_bytes(out: *mut u8, pos: usize, dist: usize, len: usize) {
+    for i in pos..pos + len {
+        // SAFETY: i < pos + len <= the page's length and i - dist < i.
+        unsafe { *out.add(i) = *out.add(i - dist) };
     }
 }
 
