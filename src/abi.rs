@@ -40,11 +40,36 @@ pub struct QemuQplIovec {
 /// The sending side of one multifd channel (opaque).
 pub struct QemuQplSender {
     sender: Sender,
+    /// Set by an internal error: the object's state may be broken, so every
+    /// later call is refused.
+    broken: bool,
 }
 
 /// The receiving side of one multifd channel (opaque).
 pub struct QemuQplReceiver {
     receiver: Receiver,
+    /// As for the sender.
+    broken: bool,
+}
+
+/// The objects behind the ABI's handles.
+trait Handle {
+    const NAME: &'static str;
+    fn broken(&mut self) -> &mut bool;
+}
+
+impl Handle for QemuQplSender {
+    const NAME: &'static str = "sender";
+    fn broken(&mut self) -> &mut bool {
+        &mut self.broken
+    }
+}
+
+impl Handle for QemuQplReceiver {
+    const NAME: &'static str = "receiver";
+    fn broken(&mut self) -> &mut bool {
+        &mut self.broken
+    }
 }
 
 /// Copies `message` into the caller's buffer, truncated and NUL-terminated.
@@ -109,12 +134,59 @@ fn require<T>(pointer: *const T, name: &str) -> Result<(), Error> {
 }
 
 /// The object behind a handle, or an error for a NULL or misaligned one.
-fn object<'a, T>(handle: *mut T, name: &str) -> Result<&'a mut T, Error> {
-    require(handle, name)?;
+fn object<'a, T: Handle>(handle: *mut T) -> Result<&'a mut T, Error> {
+    require(handle, T::NAME)?;
     // SAFETY: non-null and aligned were checked; the header obliges the caller
     // to pass a live handle from the matching `_new` and to use it from one
     // thread at a time, so no other reference to it exists during the call.
-    Ok(unsafe { &mut *handle })
+    let object = unsafe { &mut *handle };
+    if *object.broken() {
+        return Err(Error::internal(format!(
+            "this {} had an internal error earlier and refuses further calls",
+            T::NAME
+        )));
+    }
+    Ok(object)
+}
+
+/// `guarded` for a call on an object: an internal error (a caught panic or a
+/// violated invariant) marks the object broken, so that no later call runs
+/// on state that may be inconsistent.
+fn guarded_on<T: Handle>(
+    handle: *mut T,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+    body: impl FnOnce(&mut T) -> Result<(), Error>,
+) -> QemuQplStatus {
+    let status = guarded(err_msg, err_msg_len, || body(object(handle)?));
+    if status == QemuQplStatus::InternalError && !handle.is_null() && handle.is_aligned() {
+        // SAFETY: a live handle (the call got past `object`, or failed inside
+        // it for being broken already); the body's borrow has ended.
+        unsafe { *(*handle).broken() = true };
+    }
+    status
+}
+
+/// Moves `value` to the heap for a handle, returning `OUT_OF_MEMORY` rather
+/// than aborting when the allocation fails.
+fn try_box<T>(what: &'static str, value: T) -> Result<Box<T>, Error> {
+    let layout = std::alloc::Layout::new::<T>();
+    assert!(layout.size() > 0, "handles are not zero-sized");
+    // SAFETY: the layout has a non-zero size (asserted above).
+    let raw = unsafe { std::alloc::alloc(layout) }.cast::<T>();
+    if raw.is_null() {
+        return Err(Error::OutOfMemory {
+            what,
+            bytes: layout.size(),
+        });
+    }
+    // SAFETY: `raw` was just allocated with `T`'s layout, so writing a `T`
+    // there and giving it to a `Box` (which frees it with the same layout)
+    // is sound.
+    unsafe {
+        raw.write(value);
+        Ok(Box::from_raw(raw))
+    }
 }
 
 /// A caller's array of `count` page pointers, checked and viewed as pages.
@@ -245,7 +317,13 @@ pub unsafe extern "C" fn qemu_qpl_sender_new(
         let sender = Sender::new(channel_config(channel, page_size, pages_per_packet), level)?;
         put(
             sender_out,
-            Box::into_raw(Box::new(QemuQplSender { sender })),
+            Box::into_raw(try_box(
+                "the sender",
+                QemuQplSender {
+                    sender,
+                    broken: false,
+                },
+            )?),
         );
         Ok(())
     })
@@ -293,8 +371,8 @@ pub unsafe extern "C" fn qemu_qpl_send_prepare(
     err_msg: *mut c_char,
     err_msg_len: usize,
 ) -> QemuQplStatus {
-    guarded(err_msg, err_msg_len, || {
-        let sender = &mut object(sender, "sender")?.sender;
+    guarded_on(sender, err_msg, err_msg_len, |sender| {
+        let sender = &mut sender.sender;
         require(iov_count, "iov_count")?;
         require(payload_size, "payload_size")?;
         let needed = if page_count == 0 { 0 } else { page_count + 1 };
@@ -361,7 +439,13 @@ pub unsafe extern "C" fn qemu_qpl_receiver_new(
         let receiver = Receiver::new(channel_config(channel, page_size, pages_per_packet))?;
         put(
             receiver_out,
-            Box::into_raw(Box::new(QemuQplReceiver { receiver })),
+            Box::into_raw(try_box(
+                "the receiver",
+                QemuQplReceiver {
+                    receiver,
+                    broken: false,
+                },
+            )?),
         );
         Ok(())
     })
@@ -397,8 +481,8 @@ pub unsafe extern "C" fn qemu_qpl_recv_begin(
     err_msg: *mut c_char,
     err_msg_len: usize,
 ) -> QemuQplStatus {
-    guarded(err_msg, err_msg_len, || {
-        let receiver = &mut object(receiver, "receiver")?.receiver;
+    guarded_on(receiver, err_msg, err_msg_len, |receiver| {
+        let receiver = &mut receiver.receiver;
         require(lengths_buf, "lengths_buf")?;
         require(lengths_len, "lengths_len")?;
         let buffer = receiver.begin(page_count, payload_size)?;
@@ -422,8 +506,8 @@ pub unsafe extern "C" fn qemu_qpl_recv_lengths(
     err_msg: *mut c_char,
     err_msg_len: usize,
 ) -> QemuQplStatus {
-    guarded(err_msg, err_msg_len, || {
-        let receiver = &mut object(receiver, "receiver")?.receiver;
+    guarded_on(receiver, err_msg, err_msg_len, |receiver| {
+        let receiver = &mut receiver.receiver;
         require(data_buf, "data_buf")?;
         require(data_len, "data_len")?;
         let buffer = receiver.accept_lengths()?;
@@ -468,8 +552,8 @@ pub unsafe extern "C" fn qemu_qpl_recv_pages(
     err_msg: *mut c_char,
     err_msg_len: usize,
 ) -> QemuQplStatus {
-    guarded(err_msg, err_msg_len, || {
-        let receiver = &mut object(receiver, "receiver")?.receiver;
+    guarded_on(receiver, err_msg, err_msg_len, |receiver| {
+        let receiver = &mut receiver.receiver;
         let pending = receiver.pending_pages();
         if page_count != pending || pending == 0 {
             return Err(Error::invalid(format!(
@@ -497,4 +581,89 @@ pub unsafe extern "C" fn qemu_qpl_recv_pages(
         receiver.finish();
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sender() -> *mut QemuQplSender {
+        let mut sender = ptr::null_mut();
+        // SAFETY: a valid out-pointer; no message buffer.
+        let status = unsafe { qemu_qpl_sender_new(0, 4096, 4, 0, &mut sender, ptr::null_mut(), 0) };
+        assert_eq!(status, QemuQplStatus::Ok);
+        sender
+    }
+
+    #[test]
+    fn an_internal_error_breaks_the_object_for_good() {
+        let handle = sender();
+        let mut msg = [0 as c_char; 160];
+        let text = |msg: &[c_char]| {
+            // SAFETY: the library NUL-terminates its messages in the buffer.
+            unsafe { std::ffi::CStr::from_ptr(msg.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        // A caller's mistake leaves the object usable.
+        let status = guarded_on(handle, msg.as_mut_ptr(), msg.len(), |_| {
+            Err(Error::invalid("a caller's mistake"))
+        });
+        assert_eq!(status, QemuQplStatus::InvalidArgument);
+        assert_eq!(
+            guarded_on(handle, msg.as_mut_ptr(), msg.len(), |_| Ok(())),
+            QemuQplStatus::Ok
+        );
+        // A panic inside a call is caught and breaks the object...
+        let status = guarded_on(
+            handle,
+            msg.as_mut_ptr(),
+            msg.len(),
+            |_| -> Result<(), Error> { panic!("a library bug") },
+        );
+        assert_eq!(status, QemuQplStatus::InternalError);
+        // ... so that the next calls, even valid ones, are refused.
+        let (mut count, mut size) = (0u32, 0u32);
+        let mut iov = [QemuQplIovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }];
+        // SAFETY: valid out-pointers; no pages.
+        let status = unsafe {
+            qemu_qpl_send_prepare(
+                handle,
+                ptr::null(),
+                0,
+                iov.as_mut_ptr(),
+                1,
+                &mut count,
+                &mut size,
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        assert_eq!(status, QemuQplStatus::InternalError);
+        assert!(
+            text(&msg).contains("refuses further calls"),
+            "{}",
+            text(&msg)
+        );
+        // SAFETY: a live handle, freed once.
+        unsafe { qemu_qpl_sender_free(handle) };
+    }
+
+    #[test]
+    fn an_internal_error_returned_as_a_value_breaks_the_object_too() {
+        let handle = sender();
+        let status = guarded_on(handle, ptr::null_mut(), 0, |_| {
+            Err(Error::internal("a violated invariant"))
+        });
+        assert_eq!(status, QemuQplStatus::InternalError);
+        assert_eq!(
+            guarded_on(handle, ptr::null_mut(), 0, |_| Ok(())),
+            QemuQplStatus::InternalError
+        );
+        // SAFETY: a live handle, freed once.
+        unsafe { qemu_qpl_sender_free(handle) };
+    }
 }

@@ -45,9 +45,13 @@ impl Receiver {
                 what: "the receive page table",
                 bytes: max_pages * 16,
             })?;
+        let decoder = PageDecoder::try_new().map_err(|failed| Error::OutOfMemory {
+            what: "the decoder's tables",
+            bytes: failed.bytes,
+        })?;
         Ok(Receiver {
             config,
-            decoder: PageDecoder::new(),
+            decoder,
             lengths,
             data,
             encodings,

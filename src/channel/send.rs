@@ -121,9 +121,15 @@ impl Sender {
                 what: "the send segment list",
                 bytes: (max_pages + 1) * std::mem::size_of::<Segment>(),
             })?;
+        let encoder = PageEncoder::for_pages(level, config.page_size()).map_err(|failed| {
+            Error::OutOfMemory {
+                what: "the encoder's tables",
+                bytes: failed.bytes,
+            }
+        })?;
         Ok(Sender {
             config,
-            encoder: PageEncoder::new(level),
+            encoder,
             snapshot,
             owned,
             segments,

@@ -20,7 +20,7 @@ use super::tables::{
     fixed_litlen_lengths, DIST_BASE, DIST_EXTRA, DIST_SYMS, EOB, FIXED_DIST_LENGTHS, LEN_BASE,
     LEN_EXTRA, LITLEN_SYMS, MAX_CODE_LEN, MAX_PRECODE_LEN, PRECODE_ORDER,
 };
-use super::DecodeFault;
+use super::{try_filled, AllocFailed, DecodeFault};
 
 // Entry layout (u32):
 //   bits 0..8    bits to consume: codeword length plus extra bits (for a
@@ -335,10 +335,22 @@ impl Default for PageDecoder {
     }
 }
 
+/// A table on the heap, allocated without aborting when memory runs out.
+fn boxed_table<const N: usize>() -> Result<Box<[u32; N]>, AllocFailed> {
+    let table = try_filled(N, INVALID)?.into_boxed_slice();
+    Ok(table.try_into().unwrap_or_else(|_| unreachable!()))
+}
+
 impl PageDecoder {
+    /// A decoder; aborts if its tables cannot be allocated (see `try_new`).
     pub fn new() -> Self {
-        let mut fixed_litlen = Box::new([INVALID; LITLEN_TABLE_LEN]);
-        let mut fixed_dist = Box::new([INVALID; DIST_TABLE_LEN]);
+        Self::try_new().expect("out of memory for the decoder's tables")
+    }
+
+    /// A decoder with all its tables allocated: decoding allocates nothing.
+    pub fn try_new() -> Result<Self, AllocFailed> {
+        let mut fixed_litlen = boxed_table::<LITLEN_TABLE_LEN>()?;
+        let mut fixed_dist = boxed_table::<DIST_TABLE_LEN>()?;
         let fixed_lens = fixed_litlen_lengths();
         // The fixed codes are complete and valid: building them cannot fail.
         let built = build_table(
@@ -356,16 +368,16 @@ impl PageDecoder {
             )
         });
         debug_assert!(built.is_ok());
-        PageDecoder {
-            litlen: Box::new([INVALID; LITLEN_TABLE_LEN]),
-            dist: Box::new([INVALID; DIST_TABLE_LEN]),
+        Ok(PageDecoder {
+            litlen: boxed_table()?,
+            dist: boxed_table()?,
             fixed_litlen,
             fixed_dist,
             precode: [INVALID; PRECODE_TABLE_LEN],
             lens: [0; LITLEN_SYMS + DIST_SYMS],
             #[cfg(target_arch = "x86_64")]
             bmi2: std::arch::is_x86_feature_detected!("bmi2"),
-        }
+        })
     }
 
     /// Inflates `stream` into `page`, which it must fill exactly. Writes only

@@ -13,7 +13,7 @@ use super::tables::{
     fixed_litlen_lengths, DIST_BASE, DIST_EXTRA, DIST_SYMS, EOB, LEN_BASE, LEN_EXTRA, LITLEN_SYMS,
     MAX_CODE_LEN, MAX_PRECODE_LEN, PRECODE_ORDER, WINDOW,
 };
-use super::Level;
+use super::{try_filled, AllocFailed, Level};
 
 const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;
@@ -261,7 +261,7 @@ pub struct PageEncoder {
     wide: HashTables<u32>,
     tally: Tally,
     /// The page's dynamic code.
-    code: Box<DynCode>,
+    code: DynCode,
     /// Whether the CPU has BMI2, for the encoder compiled to use it.
     #[cfg(target_arch = "x86_64")]
     bmi2: bool,
@@ -347,8 +347,8 @@ macro_rules! position_type {
 position_type!(u16, 1 << 16);
 position_type!(u32, u32::MAX as usize);
 
-/// One level's hash heads and (for `Strong`) chain links, allocated on
-/// first use.
+/// One level's hash heads and (for `Strong`) chain links, allocated at
+/// setup by `PageEncoder::for_pages` or else on first use.
 struct HashTables<P> {
     head: Vec<P>,
     prev: Vec<P>,
@@ -360,6 +360,13 @@ impl<P: Position> HashTables<P> {
             head: Vec::new(),
             prev: Vec::new(),
         }
+    }
+
+    /// Allocates `N` heads and `links` chain links.
+    fn reserve<const N: usize>(&mut self, links: usize) -> Result<(), AllocFailed> {
+        self.head = try_filled(N, P::ZERO)?;
+        self.prev = try_filled(links, P::ZERO)?;
+        Ok(())
     }
 
     /// The heads, cleared, and at least `links` chain links.
@@ -413,16 +420,36 @@ impl PageEncoder {
                 ll_freq: [0; LITLEN_SYMS],
                 d_freq: [0; DIST_SYMS],
             },
-            code: Box::new(DynCode {
+            code: DynCode {
                 ll_lens: [0; LITLEN_SYMS],
                 d_lens: [0; DIST_SYMS],
                 ll_packed: [0; LITLEN_SYMS],
                 d_packed: [0; DIST_SYMS],
                 header: DynHeader::EMPTY,
-            }),
+            },
             #[cfg(target_arch = "x86_64")]
             bmi2: std::arch::is_x86_feature_detected!("bmi2"),
         }
+    }
+
+    /// An encoder with every table allocated for pages of up to `page_size`
+    /// bytes, so that encoding such pages allocates nothing.
+    pub fn for_pages(level: Level, page_size: usize) -> Result<Self, AllocFailed> {
+        let mut encoder = PageEncoder::new(level);
+        encoder.tally.items = try_filled(page_size + 1, 0)?;
+        // The same choice of table as tally_page makes.
+        let narrow = page_size < u16::LIMIT;
+        match (level, narrow) {
+            (Level::Fast, true) => encoder.narrow.reserve::<{ 1 << FAST_HASH_BITS }>(0)?,
+            (Level::Fast, false) => encoder.wide.reserve::<{ 1 << FAST_HASH_BITS }>(0)?,
+            (Level::Strong, true) => encoder
+                .narrow
+                .reserve::<{ 1 << STRONG_HASH_BITS }>(page_size)?,
+            (Level::Strong, false) => encoder
+                .wide
+                .reserve::<{ 1 << STRONG_HASH_BITS }>(page_size)?,
+        }
+        Ok(encoder)
     }
 
     /// Compresses `page` into `out`. Returns the stream's length, or `None` when
@@ -495,7 +522,7 @@ impl PageEncoder {
 
     /// Builds a dynamic code for the page's frequencies into `self.code`.
     fn build_code(&mut self) {
-        let code = &mut *self.code;
+        let code = &mut self.code;
         let ll_counts = build_lengths(
             &self.tally.ll_freq[..LL_USED],
             LL_MAX_LEN,
@@ -534,7 +561,7 @@ impl PageEncoder {
         }
         fixed += extra;
         self.build_code();
-        let code = &*self.code;
+        let code = &self.code;
         let header = &code.header;
         let mut dynamic = 3 + header.bits + extra;
         for (&f, &l) in self.tally.ll_freq[..LL_USED].iter().zip(&code.ll_lens) {

@@ -11,6 +11,23 @@ mod tables;
 pub use decode::PageDecoder;
 pub use encode::PageEncoder;
 
+/// A table could not be allocated: `bytes` were asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocFailed {
+    pub bytes: usize,
+}
+
+/// `len` copies of `value` in a new vector, or `AllocFailed` instead of the
+/// abort that `vec!` does when memory runs out.
+pub(crate) fn try_filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>, AllocFailed> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| AllocFailed {
+        bytes: len.saturating_mul(std::mem::size_of::<T>()),
+    })?;
+    v.resize(len, value);
+    Ok(v)
+}
+
 /// How hard the encoder works. Every level emits standard raw DEFLATE that any
 /// decoder (Intel QPL, IAA, zlib, ...) reads; levels differ only in speed and ratio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
