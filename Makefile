@@ -14,7 +14,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # (from `rustc --print native-static-libs` for x86_64-unknown-linux-gnu).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all build install header deps corpus lint test asan miri c-test qemu-build qemu-test \
+.PHONY: all build install header deps corpus lint test asan miri fuzz fuzz-seeds c-test qemu-build qemu-test \
 	interop-test demo demo-small bench bench-smoke check clean
 
 PYTHON ?= python3
@@ -73,6 +73,23 @@ miri:
 	$(CARGO) +nightly miri test --lib -- $(MIRI_TESTS)
 	MIRIFLAGS=-Zmiri-tree-borrows $(CARGO) +nightly miri test --lib -- $(MIRI_TESTS)
 
+# Issue #15: every fuzz target for FUZZ_SECONDS under libFuzzer and ASan
+# (fails on any crash, leak, out-of-bounds access or timeout), after a replay
+# of the committed seeds and of every input that ever crashed
+# (fuzz/regressions/TARGET/; libFuzzer leaves a new one in fuzz/artifacts/).
+FUZZ_SECONDS ?= 45
+FUZZ_TARGETS := decode_page receive_abi send_roundtrip
+fuzz:
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+	$(CARGO) clippy --release --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+	$(CARGO) test --release --manifest-path fuzz/Cargo.toml
+	bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Rewrites the fuzz targets' seeds from corpus A and every reference encoder.
+fuzz-seeds: corpus
+	rm -rf fuzz/seeds
+	$(CARGO) run --release --features bench --bin fuzz-seeds -- $(CACHE)/corpus/corpusA.bin fuzz/seeds
+
 # The benchmark of issue #5: every codec over corpus A, medians of 5 runs.
 bench:
 	bash tests/corpus.sh >/dev/null
@@ -115,7 +132,7 @@ demo: deps build corpus
 	bash tests/qemu/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
 	$(DEMO) $(DEMO_ARGS)
 
-check: deps lint test asan miri c-test bench-smoke qemu-test interop-test demo-small
+check: deps lint test asan miri fuzz c-test bench-smoke qemu-test interop-test demo-small
 	@echo "make check: all stages passed"
 
 clean:

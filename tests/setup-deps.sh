@@ -39,6 +39,11 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
 fi
 cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
 
+# cargo-fuzz (make fuzz), from crates.io, once.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz
+fi
+
 # QEMU 10.2 wants meson >= 1.5; Debian 12 has 1.0. A private venv holds it.
 CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}
 VENV=$CACHE/venv
