@@ -2,7 +2,7 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `IAA_MODEL_WQS` | work queues, comma-separated `shared:DEPTH` or `dedicated:DEPTH`, each optionally `:bof` | `shared:128` |
+//! | `IAA_MODEL_WQS` | work queues, comma-separated `shared:DEPTH` or `dedicated:DEPTH`, each optionally `:bof` (block on fault) | `shared:128:bof` (Intel QPL's reference accel-config) |
 //! | `IAA_MODEL_ENGINES` | executor threads of the device | `2` |
 //! | `IAA_MODEL_PORTAL` | `mmap`: the portal maps (ENQCMD/MOVDIR64B); `write`: mmap of the WQ fails, so clients fall back to `write()` | `mmap` |
 //! | `IAA_MODEL_FAIL_EVERY` | every Nth descriptor completes with a hardware error (0 = never) | `0` |
@@ -10,7 +10,7 @@
 //! | `IAA_MODEL_FAIL_RATE` | probability (0..1) that a descriptor completes with a hardware error | `0` |
 //! | `IAA_MODEL_STALL_AFTER` | the device stops completing after N descriptors (0 = never) | `0` |
 //! | `IAA_MODEL_STATS` | directory: each process writes `<pid>.json` at exit | unset |
-//! | `IAA_MODEL_RECORD` | file: one line per executed descriptor (descriptor, AECS read, completion) | unset |
+//! | `IAA_MODEL_RECORD` | directory: each process writes `<pid>.rec`, one line per executed descriptor (descriptor, AECS read, completion) | unset |
 //! | `IAA_MODEL_RECORD_LIMIT` | at most this many lines per process | `100000` |
 //! | `IAA_MODEL_CORRUPT` | test only: flip one output bit of every COMPRESS (proves the validation can fail) | unset |
 
@@ -52,7 +52,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let wqs = parse_wqs(&env::var("IAA_MODEL_WQS").unwrap_or_else(|_| "shared:128".into()))?;
+        let wqs = parse_wqs(&env::var("IAA_MODEL_WQS").unwrap_or_else(|_| "shared:128:bof".into()))?;
         let portal = match env::var("IAA_MODEL_PORTAL").as_deref() {
             Err(_) | Ok("mmap") => PortalMode::Mmap,
             Ok("write") => PortalMode::Write,

@@ -56,13 +56,15 @@ pub fn device() -> &'static Device {
     DEVICE.get_or_init(|| {
         let config = crate::config();
         let depth: Vec<usize> = config.wqs.iter().map(|wq| wq.depth).collect();
-        let recorder = config.record.as_ref().and_then(|path| {
-            File::options()
-                .create(true)
-                .append(true)
-                .open(path)
-                .ok()
-                .map(|f| (BufWriter::new(f), 0))
+        let recorder = config.record.as_ref().and_then(|dir| {
+            let path = std::path::Path::new(dir).join(format!("{}.rec", std::process::id()));
+            match File::create(&path) {
+                Ok(file) => Some((BufWriter::new(file), 0)),
+                Err(error) => {
+                    eprintln!("iaa-model: cannot record into {}: {error}", path.display());
+                    None
+                }
+            }
         });
         let device = Device {
             counters: Counters::default(),

@@ -55,16 +55,21 @@ pub fn first_absent(addr: u64, len: usize) -> Option<u64> {
 }
 
 /// Makes the page at `addr` present (block-on-fault: the OS resolves the
-/// fault and the device goes on). A write fault needs a writable mapping;
-/// adding zero atomically dirties the page without changing a byte that a
-/// client thread may be writing at the same time.
+/// fault and the device goes on). A write fault needs a writable mapping: a
+/// compare-and-swap of a byte with its own value dirties the page without
+/// changing a byte that a client thread may be writing at the same time
+/// (an atomic add of zero would not do: LLVM turns it into a plain load).
 ///
 /// # Safety
 /// `addr` must be mapped (readable, and writable when `write`).
 pub unsafe fn touch(addr: u64, write: bool) {
     if write {
         // SAFETY: the caller guarantees a writable mapping.
-        unsafe { AtomicU8::from_ptr(addr as *mut u8) }.fetch_add(0, Ordering::Relaxed);
+        let byte = unsafe { AtomicU8::from_ptr(addr as *mut u8) };
+        let mut value = byte.load(Ordering::Relaxed);
+        while let Err(now) = byte.compare_exchange(value, value, Ordering::Relaxed, Ordering::Relaxed) {
+            value = now;
+        }
     } else {
         // SAFETY: the caller guarantees a readable mapping.
         unsafe { std::ptr::read_volatile(addr as *const u8) };

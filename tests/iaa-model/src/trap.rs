@@ -266,7 +266,10 @@ fn emulate(signal: c_int, info: *mut libc::siginfo_t, uc: &mut libc::ucontext_t)
                 (Kind::Enqcmd, true) | (Kind::Movdir64b, false) => device().submit(wq, bytes),
                 // ENQCMD to a dedicated WQ or MOVDIR64B to a shared one: not
                 // accepted by the device.
-                _ => Submit::Dropped,
+                _ => {
+                    device().counters.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Submit::Dropped
+                }
             };
             if decoded.kind == Kind::Enqcmd {
                 *flags &= !((FLAG_CF | FLAG_PF | FLAG_AF | FLAG_ZF | FLAG_SF | FLAG_OF) as i64);

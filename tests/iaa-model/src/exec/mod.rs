@@ -60,8 +60,12 @@ pub struct Pages<'a> {
 
 impl Pages<'_> {
     pub fn require(&mut self, addr: u64, len: usize, write: bool) -> Result<(), Completion> {
+        // Each touch makes one page present; more rounds than pages means a
+        // page that will not stay present, reported as a fault.
+        let mut rounds = len / memory::page_size() + 2;
         while let Some(fault) = memory::first_absent(addr, len) {
-            if !self.block_on_fault || !is_mapped(fault) {
+            rounds = rounds.saturating_sub(1);
+            if !self.block_on_fault || !is_mapped(fault) || rounds == 0 {
                 let mut completion = Completion::status(
                     status::PAGE_FAULT | if write { status::WRITE_FAULT_BIT } else { 0 },
                 );

@@ -13,6 +13,7 @@
 //! Run it with the model preloaded (`make -s iaa-model-env`); without the
 //! model the hardware path does not initialise and it fails.
 
+mod device_check;
 mod qpl;
 
 use std::process::ExitCode;
@@ -346,7 +347,62 @@ fn run(options: &Options) -> Result<(), String> {
     }
 }
 
+/// One hardware decompression job, reused (as QEMU reuses its jobs) to
+/// decompress into three untouched pages in turn: prints the qpl_status of
+/// each. With block-on-fault off, the device reports each destination's
+/// page fault and Intel QPL decides whether to touch the page and resubmit.
+fn fault_probe() -> ExitCode {
+    let page: Vec<u8> = b"fault probe page; ".repeat(228)[..PAGE].to_vec();
+    let stream = miniz_oxide::deflate::compress_to_vec(&page, 1);
+    let mut job = match Job::new(true) {
+        Ok(job) => job,
+        Err(status) => {
+            eprintln!("fault-probe: no hardware path (qpl_status {status})");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        // SAFETY: a fresh private anonymous mapping: not resident until written.
+        let target = unsafe {
+            libc::mmap(std::ptr::null_mut(), PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        assert!(target != libc::MAP_FAILED);
+        // SAFETY: the mapping is PAGE bytes, ours.
+        let out = unsafe { std::slice::from_raw_parts_mut(target.cast::<u8>(), PAGE) };
+        job.prepare(false, JobMode::Qemu, &stream, out);
+        let mut status = job.submit();
+        if status == STS_OK {
+            status = job.wait();
+        }
+        statuses.push(status);
+        if status == STS_OK && out != page.as_slice() {
+            eprintln!("fault-probe: wrong output");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("fault-probe: qpl_status of three decompressions into untouched pages with one job: {statuses:?}");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("device-check") {
+        let scenario = args.get(2).map(String::as_str).unwrap_or("");
+        return match device_check::run(scenario) {
+            Ok(()) => {
+                println!("device-check {scenario}: ok");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("device-check {scenario}: FAILED: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.get(1).map(String::as_str) == Some("fault-probe") {
+        return fault_probe();
+    }
     let options = match parse_args() {
         Ok(options) => options,
         Err(message) => {
