@@ -45,7 +45,10 @@ pub struct Totals {
     pub noop_ok: u64,
     pub drain_ok: u64,
     pub page_faults: u64,
+    /// Error completions (every status but success and page fault).
     pub errors: u64,
+    /// Of the errors, output overflows (a page that does not compress).
+    pub output_overflow: u64,
 }
 
 impl Counters {
@@ -89,7 +92,12 @@ impl Counters {
                 (OP_NOOP, status::SUCCESS) => totals.noop_ok += count,
                 (OP_DRAIN, status::SUCCESS) => totals.drain_ok += count,
                 (_, code) if code & 0x7F == status::PAGE_FAULT => totals.page_faults += count,
-                (_, _) => totals.errors += count,
+                (_, code) => {
+                    totals.errors += count;
+                    if code == status::OUTBUF_OVERFLOW {
+                        totals.output_overflow += count;
+                    }
+                }
             }
         }
         totals
@@ -101,7 +109,7 @@ impl Counters {
         let mut json = String::new();
         let _ = write!(
             json,
-            "{{\"pid\":{pid},\"compress_ok\":{},\"decompress_ok\":{},\"noop_ok\":{},\"drain_ok\":{},\"page_faults\":{},\"errors\":{},\
+            "{{\"pid\":{pid},\"compress_ok\":{},\"decompress_ok\":{},\"noop_ok\":{},\"drain_ok\":{},\"page_faults\":{},\"errors\":{},\"output_overflow\":{},\
              \"faults_resolved\":{},\"submitted\":{},\"refused\":{},\"dropped\":{},\"bytes_in\":{},\"bytes_out\":{},\"completions\":[",
             totals.compress_ok,
             totals.decompress_ok,
@@ -109,6 +117,7 @@ impl Counters {
             totals.drain_ok,
             totals.page_faults,
             totals.errors,
+            totals.output_overflow,
             self.faults_resolved.load(Ordering::Relaxed),
             self.submitted.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
