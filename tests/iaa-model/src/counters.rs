@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::descriptor::{Completion, Descriptor, OP_COMPRESS, OP_DECOMPRESS, OP_DRAIN, OP_NOOP};
+use crate::exec::inflate::code::UNRECOVERABLE_OUTPUT_OVERFLOW;
 use crate::exec::status;
 
 #[derive(Default)]
@@ -18,7 +19,8 @@ pub struct Counters {
     pub faults_resolved: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    completions: Mutex<BTreeMap<(u8, u8), u64>>,
+    /// (opcode, status, error code) -> count.
+    completions: Mutex<BTreeMap<(u8, u8, u8), u64>>,
     shapes: Mutex<BTreeMap<ShapeKey, Shape>>,
 }
 
@@ -47,7 +49,8 @@ pub struct Totals {
     pub page_faults: u64,
     /// Error completions (every status but success and page fault).
     pub errors: u64,
-    /// Of the errors, output overflows (a page that does not compress).
+    /// Of the errors, output overflows (status 0x0B, or an analytics error
+    /// with code 25: a page that does not compress).
     pub output_overflow: u64,
 }
 
@@ -57,7 +60,7 @@ impl Counters {
             .completions
             .lock()
             .unwrap()
-            .entry((desc.opcode(), completion.status))
+            .entry((desc.opcode(), completion.status, completion.error_code))
             .or_default() += 1;
         if completion.status == status::SUCCESS {
             self.bytes_in
@@ -85,7 +88,7 @@ impl Counters {
 
     pub fn totals(&self) -> Totals {
         let mut totals = Totals::default();
-        for (&(opcode, code), &count) in self.completions.lock().unwrap().iter() {
+        for (&(opcode, code, error), &count) in self.completions.lock().unwrap().iter() {
             match (opcode, code) {
                 (OP_COMPRESS, status::SUCCESS) => totals.compress_ok += count,
                 (OP_DECOMPRESS, status::SUCCESS) => totals.decompress_ok += count,
@@ -94,7 +97,9 @@ impl Counters {
                 (_, code) if code & 0x7F == status::PAGE_FAULT => totals.page_faults += count,
                 (_, code) => {
                     totals.errors += count;
-                    if code == status::OUTBUF_OVERFLOW {
+                    if code == status::OUTBUF_OVERFLOW
+                        || (code == status::ANALYTICS_ERROR && error == UNRECOVERABLE_OUTPUT_OVERFLOW)
+                    {
                         totals.output_overflow += count;
                     }
                 }
@@ -125,13 +130,13 @@ impl Counters {
             self.bytes_in.load(Ordering::Relaxed),
             self.bytes_out.load(Ordering::Relaxed),
         );
-        for (index, (&(opcode, code), &count)) in
+        for (index, (&(opcode, code, error), &count)) in
             self.completions.lock().unwrap().iter().enumerate()
         {
             let comma = if index > 0 { "," } else { "" };
             let _ = write!(
                 json,
-                "{comma}{{\"opcode\":{opcode},\"status\":{code},\"count\":{count}}}"
+                "{comma}{{\"opcode\":{opcode},\"status\":{code},\"error_code\":{error},\"count\":{count}}}"
             );
         }
         json.push_str("],\"shapes\":[");

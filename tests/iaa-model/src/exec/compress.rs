@@ -176,7 +176,12 @@ pub fn execute(desc: &Descriptor, ctx: &Context, pages: &mut Pages) -> Completio
     }
     completion.output_bits = (total_bits % 8) as u8;
     if bytes.len() > desc.max_dst_size() as usize {
-        let mut overflow = Completion::status(status::OUTBUF_OVERFLOW);
+        // A compression that does not fit is an analytics error with the
+        // "unrecoverable output overflow" code (the kernel's iaa_crypto
+        // checks exactly this pair: IAA_ANALYTICS_ERROR and
+        // IAA_ERROR_COMP_BUF_OVERFLOW); status 0x0B is decompression's.
+        let mut overflow = Completion::status(status::ANALYTICS_ERROR);
+        overflow.error_code = super::inflate::code::UNRECOVERABLE_OUTPUT_OVERFLOW;
         overflow.crc = completion.crc;
         overflow.xor_csum = completion.xor_csum;
         return overflow;
@@ -255,7 +260,8 @@ fn histogram(
         }
     }
     if (desc.max_dst_size() as usize) < HISTOGRAM_SIZE {
-        let mut overflow = Completion::status(status::OUTBUF_OVERFLOW);
+        let mut overflow = Completion::status(status::ANALYTICS_ERROR);
+        overflow.error_code = super::inflate::code::UNRECOVERABLE_OUTPUT_OVERFLOW;
         overflow.crc = completion.crc;
         return overflow;
     }

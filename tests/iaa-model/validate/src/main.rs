@@ -84,6 +84,8 @@ struct HwJobs {
 struct Tally {
     ok: usize,
     failed: usize,
+    /// qpl_status of the failed jobs, and how many.
+    statuses: std::collections::BTreeMap<i32, usize>,
     refused: usize,
     wire_bytes: usize,
 }
@@ -115,7 +117,8 @@ fn hw_compress(
                 checks.push((0, 0));
                 continue;
             }
-            if job.wait() == STS_OK {
+            let status = job.wait();
+            if status == STS_OK {
                 let len = job.total_out();
                 tally.ok += 1;
                 tally.wire_bytes += 4 + len;
@@ -123,6 +126,7 @@ fn hw_compress(
                 out.push(Some(buffers[index][..len].to_vec()));
             } else {
                 tally.failed += 1;
+                *tally.statuses.entry(status).or_default() += 1;
                 tally.wire_bytes += 4 + page.len();
                 checks.push((0, 0));
                 out.push(None);
@@ -242,10 +246,11 @@ fn run(options: &Options) -> Result<(), String> {
         }
         let ratio = |t: &Tally| (pages.len() * PAGE) as f64 / t.wire_bytes as f64;
         println!(
-            "[{}] hardware path: {} compressed, {} did not fit, {} refused (queue full); ratio {:.3} ({:.1} s); software path: {} compressed, ratio {:.3}",
+            "[{}] hardware path: {} compressed, {} did not fit (qpl_status: count {:?}), {} refused (queue full); ratio {:.3} ({:.1} s); software path: {} compressed, ratio {:.3}",
             mode.name(),
             tally.ok,
             tally.failed,
+            tally.statuses,
             tally.refused,
             ratio(&tally),
             elapsed,
