@@ -8,6 +8,7 @@
 //! | `IAA_MODEL_FAIL_EVERY` | every Nth descriptor completes with a hardware error (0 = never) | `0` |
 //! | `IAA_MODEL_FAIL_SEED` | with `IAA_MODEL_FAIL_RATE`, the random seed | `1` |
 //! | `IAA_MODEL_FAIL_RATE` | probability (0..1) that a descriptor completes with a hardware error | `0` |
+//! | `IAA_MODEL_FAULT_US` | with block on fault, microseconds the device waits for each page fault it has the OS resolve | `20` |
 //! | `IAA_MODEL_STALL_AFTER` | the device stops completing after N descriptors (0 = never) | `0` |
 //! | `IAA_MODEL_STATS` | directory: each process writes `<pid>.json` at exit | unset |
 //! | `IAA_MODEL_RECORD` | directory: each process writes `<pid>.rec`, one line per executed descriptor (descriptor, AECS read, completion) | unset |
@@ -44,6 +45,7 @@ pub struct Config {
     pub fail_rate: f64,
     pub fail_seed: u64,
     pub stall_after: u64,
+    pub fault_us: u64,
     pub stats_dir: Option<String>,
     pub record: Option<String>,
     pub record_limit: u64,
@@ -52,7 +54,8 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let wqs = parse_wqs(&env::var("IAA_MODEL_WQS").unwrap_or_else(|_| "shared:128:bof".into()))?;
+        let wqs =
+            parse_wqs(&env::var("IAA_MODEL_WQS").unwrap_or_else(|_| "shared:128:bof".into()))?;
         let portal = match env::var("IAA_MODEL_PORTAL").as_deref() {
             Err(_) | Ok("mmap") => PortalMode::Mmap,
             Ok("write") => PortalMode::Write,
@@ -74,6 +77,7 @@ impl Config {
             fail_rate,
             fail_seed: number("IAA_MODEL_FAIL_SEED", 1)?,
             stall_after: number("IAA_MODEL_STALL_AFTER", 0)?,
+            fault_us: number("IAA_MODEL_FAULT_US", 20)?,
             stats_dir: env::var("IAA_MODEL_STATS").ok().filter(|s| !s.is_empty()),
             record: env::var("IAA_MODEL_RECORD").ok().filter(|s| !s.is_empty()),
             record_limit: number("IAA_MODEL_RECORD_LIMIT", 100_000)?,

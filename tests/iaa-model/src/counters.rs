@@ -98,7 +98,8 @@ impl Counters {
                 (_, code) => {
                     totals.errors += count;
                     if code == status::OUTBUF_OVERFLOW
-                        || (code == status::ANALYTICS_ERROR && error == UNRECOVERABLE_OUTPUT_OVERFLOW)
+                        || (code == status::ANALYTICS_ERROR
+                            && error == UNRECOVERABLE_OUTPUT_OVERFLOW)
                     {
                         totals.output_overflow += count;
                     }

@@ -177,6 +177,7 @@ impl Device {
                 let context = Context {
                     wq_block_on_fault: self.config.wqs[item.wq].block_on_fault,
                     corrupt: self.config.corrupt,
+                    fault_delay: std::time::Duration::from_micros(self.config.fault_us),
                 };
                 exec::execute(&item.desc, &context, &mut observation)
             };

@@ -67,7 +67,9 @@ pub unsafe fn touch(addr: u64, write: bool) {
         // SAFETY: the caller guarantees a writable mapping.
         let byte = unsafe { AtomicU8::from_ptr(addr as *mut u8) };
         let mut value = byte.load(Ordering::Relaxed);
-        while let Err(now) = byte.compare_exchange(value, value, Ordering::Relaxed, Ordering::Relaxed) {
+        while let Err(now) =
+            byte.compare_exchange(value, value, Ordering::Relaxed, Ordering::Relaxed)
+        {
             value = now;
         }
     } else {

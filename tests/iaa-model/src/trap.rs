@@ -267,7 +267,10 @@ fn emulate(signal: c_int, info: *mut libc::siginfo_t, uc: &mut libc::ucontext_t)
                 // ENQCMD to a dedicated WQ or MOVDIR64B to a shared one: not
                 // accepted by the device.
                 _ => {
-                    device().counters.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    device()
+                        .counters
+                        .dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     Submit::Dropped
                 }
             };

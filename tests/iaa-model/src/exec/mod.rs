@@ -41,6 +41,8 @@ pub struct Context {
     pub wq_block_on_fault: bool,
     /// Test only: flip an output bit of every COMPRESS.
     pub corrupt: bool,
+    /// The time a block-on-fault page fault costs the device.
+    pub fault_delay: std::time::Duration,
 }
 
 /// What an execution saw, for the recorder.
@@ -55,6 +57,7 @@ pub struct Observation {
 /// the fault); without, the operation ends with a page-fault completion.
 pub struct Pages<'a> {
     block_on_fault: bool,
+    fault_delay: std::time::Duration,
     observation: &'a mut Observation,
 }
 
@@ -76,6 +79,7 @@ impl Pages<'_> {
             // it would be resolved by the OS touching it the same way.
             unsafe { memory::touch(fault, write) };
             self.observation.faults_resolved += 1;
+            std::thread::sleep(self.fault_delay);
         }
         Ok(())
     }
@@ -104,6 +108,7 @@ pub fn execute(desc: &Descriptor, ctx: &Context, observation: &mut Observation) 
     }
     let mut pages = Pages {
         block_on_fault: desc_bof,
+        fault_delay: ctx.fault_delay,
         observation,
     };
     match desc.opcode() {

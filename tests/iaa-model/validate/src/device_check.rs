@@ -85,7 +85,11 @@ fn build(f: Fields) -> Desc {
 }
 
 fn noop(record: &Record) -> Desc {
-    build(Fields { opcode: OP_NOOP, record: record.0.as_ptr() as u64, ..Fields::default() })
+    build(Fields {
+        opcode: OP_NOOP,
+        record: record.0.as_ptr() as u64,
+        ..Fields::default()
+    })
 }
 
 struct Queue {
@@ -98,12 +102,24 @@ fn open_queue(wq: u32, map: bool) -> Result<Queue, String> {
     // SAFETY: a NUL-terminated path.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
     if fd < 0 {
-        return Err(format!("open {path:?}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "open {path:?}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut portal = std::ptr::null_mut();
     if map {
         // SAFETY: mapping the WQ's portal page as Intel QPL does.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, fd, 0) };
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                0,
+            )
+        };
         if p == libc::MAP_FAILED {
             return Err(format!("mmap portal: {}", std::io::Error::last_os_error()));
         }
@@ -151,7 +167,16 @@ fn deflate(data: &[u8]) -> Vec<u8> {
 
 fn fresh_pages(len: usize) -> *mut u8 {
     // SAFETY: a new anonymous mapping, not yet touched: not resident.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
     assert!(p != libc::MAP_FAILED);
     p.cast()
 }
@@ -164,7 +189,10 @@ pub fn run(scenario: &str) -> Result<(), String> {
             unsafe { libc::close(queue.fd) };
             for _ in 0..100 {
                 let record = Record::new();
-                expect(enqcmd(queue.portal, &noop(&record)), "ENQCMD of a NOOP refused")?;
+                expect(
+                    enqcmd(queue.portal, &noop(&record)),
+                    "ENQCMD of a NOOP refused",
+                )?;
                 expect(record.wait()? == 1, "NOOP did not succeed")?;
             }
             Ok(())
@@ -175,8 +203,20 @@ pub fn run(scenario: &str) -> Result<(), String> {
             let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
             expect(fd >= 0, "open failed")?;
             // SAFETY: as open_queue's mmap.
-            let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
-            expect(p == libc::MAP_FAILED, "mmap of the portal succeeded with IAA_MODEL_PORTAL=write")?;
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                )
+            };
+            expect(
+                p == libc::MAP_FAILED,
+                "mmap of the portal succeeded with IAA_MODEL_PORTAL=write",
+            )?;
             let record = Record::new();
             let desc = noop(&record);
             // SAFETY: writing 64 bytes from a live descriptor.
@@ -185,7 +225,10 @@ pub fn run(scenario: &str) -> Result<(), String> {
             expect(record.wait()? == 1, "NOOP by write() did not succeed")?;
             // SAFETY: as above, with a short length.
             let n = unsafe { libc::write(fd, desc.0.as_ptr().cast(), 63) };
-            expect(n == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL), "63-byte write not EINVAL")?;
+            expect(
+                n == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL),
+                "63-byte write not EINVAL",
+            )?;
             let bad = CString::new("/dev/iax/wq1.7").unwrap();
             // SAFETY: a NUL-terminated path.
             let fd = unsafe { libc::open(bad.as_ptr(), libc::O_RDWR) };
@@ -199,7 +242,10 @@ pub fn run(scenario: &str) -> Result<(), String> {
             movdir64b(dedicated.portal, &noop(&record));
             expect(record.wait()? == 1, "NOOP by MOVDIR64B did not succeed")?;
             let record = Record::new();
-            expect(!enqcmd(dedicated.portal, &noop(&record)), "ENQCMD to a dedicated WQ accepted")?;
+            expect(
+                !enqcmd(dedicated.portal, &noop(&record)),
+                "ENQCMD to a dedicated WQ accepted",
+            )?;
             Ok(())
         }
         "queue-full" => {
@@ -209,10 +255,19 @@ pub fn run(scenario: &str) -> Result<(), String> {
             expect(enqcmd(queue.portal, &noop(&first)), "first NOOP refused")?;
             expect(first.wait()? == 1, "first NOOP")?;
             let records: Vec<Box<Record>> = (0..3).map(|_| Record::new()).collect();
-            let accepted: Vec<bool> = records.iter().map(|r| enqcmd(queue.portal, &noop(r))).collect();
-            expect(accepted == [true, true, false], &format!("depth 2 of a stopped device: {accepted:?}"))?;
+            let accepted: Vec<bool> = records
+                .iter()
+                .map(|r| enqcmd(queue.portal, &noop(r)))
+                .collect();
+            expect(
+                accepted == [true, true, false],
+                &format!("depth 2 of a stopped device: {accepted:?}"),
+            )?;
             std::thread::sleep(Duration::from_millis(200));
-            expect(records.iter().all(|r| r.status() == 0), "a stopped device completed")?;
+            expect(
+                records.iter().all(|r| r.status() == 0),
+                "a stopped device completed",
+            )?;
             Ok(())
         }
         "drain" => {
@@ -235,17 +290,28 @@ pub fn run(scenario: &str) -> Result<(), String> {
                 expect(enqcmd(queue.portal, &desc), "decompress refused")?;
             }
             let drain = Record::new();
-            let desc = build(Fields { opcode: OP_DRAIN, record: drain.0.as_ptr() as u64, ..Fields::default() });
+            let desc = build(Fields {
+                opcode: OP_DRAIN,
+                record: drain.0.as_ptr() as u64,
+                ..Fields::default()
+            });
             expect(enqcmd(queue.portal, &desc), "DRAIN refused")?;
             expect(drain.wait()? == 1, "DRAIN status")?;
-            expect(records.iter().all(|r| r.status() == 1), "DRAIN completed before earlier descriptors")?;
-            expect(outputs.iter().all(|o| *o == page), "decompressed pages differ")?;
+            expect(
+                records.iter().all(|r| r.status() == 1),
+                "DRAIN completed before earlier descriptors",
+            )?;
+            expect(
+                outputs.iter().all(|o| *o == page),
+                "decompressed pages differ",
+            )?;
             Ok(())
         }
         "page-fault" | "block-on-fault" => {
             let bof = scenario == "block-on-fault";
             let queue = open_queue(0, true)?;
-            let page: Vec<u8> = b"the quick brown fox jumps over the lazy dog; ".repeat(100)[..4096].to_vec();
+            let page: Vec<u8> =
+                b"the quick brown fox jumps over the lazy dog; ".repeat(100)[..4096].to_vec();
             let stream = deflate(&page);
             let dst = fresh_pages(8192);
             let target = dst.wrapping_add(4096);
@@ -270,7 +336,10 @@ pub fn run(scenario: &str) -> Result<(), String> {
                 expect(status == 1, &format!("block-on-fault: status {status:#x}"))?;
             } else {
                 expect(status == 0x83, &format!("untouched destination: status {status:#x}, expected a write page fault (0x83)"))?;
-                expect(record.fault_addr() == target as u64, "fault address is not the destination page")?;
+                expect(
+                    record.fault_addr() == target as u64,
+                    "fault address is not the destination page",
+                )?;
                 // As Intel QPL does: touch the page and resubmit.
                 // SAFETY: the page is ours, mapped read/write.
                 unsafe { std::ptr::write_volatile(target, 0) };
@@ -285,18 +354,39 @@ pub fn run(scenario: &str) -> Result<(), String> {
         }
         "errors" => {
             let queue = open_queue(0, true)?;
-            let check = |fields: Fields, status: u8, error: Option<u8>, what: &str| -> Result<(), String> {
-                let record = Record::new();
-                let desc = build(Fields { record: record.0.as_ptr() as u64, ..fields });
-                expect(enqcmd(queue.portal, &desc), "refused")?;
-                let got = record.wait()?;
-                expect(got == status, &format!("{what}: status {got:#x}, expected {status:#x}"))?;
-                if let Some(code) = error {
-                    expect(record.error_code() == code, &format!("{what}: error code {}, expected {code}", record.error_code()))?;
-                }
-                Ok(())
-            };
-            check(Fields { opcode: 0x77, ..Fields::default() }, 0x10, None, "unknown opcode")?;
+            let check =
+                |fields: Fields, status: u8, error: Option<u8>, what: &str| -> Result<(), String> {
+                    let record = Record::new();
+                    let desc = build(Fields {
+                        record: record.0.as_ptr() as u64,
+                        ..fields
+                    });
+                    expect(enqcmd(queue.portal, &desc), "refused")?;
+                    let got = record.wait()?;
+                    expect(
+                        got == status,
+                        &format!("{what}: status {got:#x}, expected {status:#x}"),
+                    )?;
+                    if let Some(code) = error {
+                        expect(
+                            record.error_code() == code,
+                            &format!(
+                                "{what}: error code {}, expected {code}",
+                                record.error_code()
+                            ),
+                        )?;
+                    }
+                    Ok(())
+                };
+            check(
+                Fields {
+                    opcode: 0x77,
+                    ..Fields::default()
+                },
+                0x10,
+                None,
+                "unknown opcode",
+            )?;
             let data = vec![7u8; 4096];
             let mut out = vec![0u8; 4096];
             let base = Fields {
@@ -307,17 +397,68 @@ pub fn run(scenario: &str) -> Result<(), String> {
                 ..Fields::default()
             };
             // Header generation (compression flags bits 14:12) is IAA 2.0.
-            check(Fields { opcode: OP_COMPRESS, op_flags: 3 << 12, ..base }, 0x30, None, "IAA 2.0 compression flag")?;
-            check(Fields { opcode: OP_COMPRESS, op_flags: 0x6, ..base }, 0x0a, Some(22), "compress without an AECS")?;
+            check(
+                Fields {
+                    opcode: OP_COMPRESS,
+                    op_flags: 3 << 12,
+                    ..base
+                },
+                0x30,
+                None,
+                "IAA 2.0 compression flag",
+            )?;
+            check(
+                Fields {
+                    opcode: OP_COMPRESS,
+                    op_flags: 0x6,
+                    ..base
+                },
+                0x0a,
+                Some(22),
+                "compress without an AECS",
+            )?;
             let bad_block = [0x07u8, 0, 0, 0];
-            let bad = Fields { opcode: OP_DECOMPRESS, src1: bad_block.as_ptr() as u64, src1_size: 4, op_flags: 0x1f, ..base };
+            let bad = Fields {
+                opcode: OP_DECOMPRESS,
+                src1: bad_block.as_ptr() as u64,
+                src1_size: 4,
+                op_flags: 0x1f,
+                ..base
+            };
             check(bad, 0x0a, Some(13), "block type 3")?;
             let stream = deflate(&data);
-            let small = Fields { opcode: OP_DECOMPRESS, src1: stream.as_ptr() as u64, src1_size: stream.len() as u32, max_dst: 100, op_flags: 0x1f, ..base };
+            let small = Fields {
+                opcode: OP_DECOMPRESS,
+                src1: stream.as_ptr() as u64,
+                src1_size: stream.len() as u32,
+                max_dst: 100,
+                op_flags: 0x1f,
+                ..base
+            };
             check(small, 0x0b, None, "output overflow")?;
-            check(Fields { opcode: OP_NOOP, flags: FLAG_BOF, ..Fields::default() }, 0x11, None, "block on fault on a WQ without it")?;
-            let truncated = Fields { opcode: OP_DECOMPRESS, src1: stream.as_ptr() as u64, src1_size: 1, op_flags: 0x1f, ..base };
-            check(truncated, 0x0a, Some(15), "stream ends before its final EOB")?;
+            check(
+                Fields {
+                    opcode: OP_NOOP,
+                    flags: FLAG_BOF,
+                    ..Fields::default()
+                },
+                0x11,
+                None,
+                "block on fault on a WQ without it",
+            )?;
+            let truncated = Fields {
+                opcode: OP_DECOMPRESS,
+                src1: stream.as_ptr() as u64,
+                src1_size: 1,
+                op_flags: 0x1f,
+                ..base
+            };
+            check(
+                truncated,
+                0x0a,
+                Some(15),
+                "stream ends before its final EOB",
+            )?;
             Ok(())
         }
         "inject" => {
@@ -329,8 +470,14 @@ pub fn run(scenario: &str) -> Result<(), String> {
                 expect(enqcmd(queue.portal, &noop(&record)), "refused")?;
                 statuses.push(record.wait()?);
             }
-            expect(statuses.iter().filter(|&&s| s == 1).count() == 3, &format!("statuses {statuses:x?}"))?;
-            expect(statuses.iter().filter(|&&s| s != 1).count() == 3, &format!("statuses {statuses:x?}"))?;
+            expect(
+                statuses.iter().filter(|&&s| s == 1).count() == 3,
+                &format!("statuses {statuses:x?}"),
+            )?;
+            expect(
+                statuses.iter().filter(|&&s| s != 1).count() == 3,
+                &format!("statuses {statuses:x?}"),
+            )?;
             Ok(())
         }
         "waitpkg" => {
@@ -343,7 +490,8 @@ pub fn run(scenario: &str) -> Result<(), String> {
             unsafe {
                 std::arch::asm!(".byte 0xf3, 0x48, 0x0f, 0xae, 0xf0", in("rax") status_ptr); // umonitor %rax
                 std::arch::asm!(".byte 0xf2, 0x0f, 0xae, 0xf1", in("ecx") 0, in("eax") u32::MAX, in("edx") 0); // umwait %ecx
-                std::arch::asm!(".byte 0x66, 0x0f, 0xae, 0xf1", in("ecx") 0, in("eax") u32::MAX, in("edx") 0); // tpause %ecx
+                std::arch::asm!(".byte 0x66, 0x0f, 0xae, 0xf1", in("ecx") 0, in("eax") u32::MAX, in("edx") 0);
+                // tpause %ecx
             }
             expect(record.wait()? == 1, "NOOP")?;
             Ok(())

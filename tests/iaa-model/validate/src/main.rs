@@ -370,7 +370,14 @@ fn fault_probe() -> ExitCode {
     for _ in 0..3 {
         // SAFETY: a fresh private anonymous mapping: not resident until written.
         let target = unsafe {
-            libc::mmap(std::ptr::null_mut(), PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         assert!(target != libc::MAP_FAILED);
         // SAFETY: the mapping is PAGE bytes, ours.
