@@ -301,16 +301,19 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
     unsafe { real(addr, len) }
 }
 
-/// Descriptors written to a work queue's file, 64 bytes each, as the
-/// kernel's idxd character device accepts them.
+/// Descriptors written to a work queue's file, as the kernel's idxd
+/// character device takes them (`idxd_cdev_write`): whole 64-byte
+/// descriptors only (a shorter tail is ignored), a completion record that is
+/// not 64-byte aligned is `EINVAL`, and a refused one ends the write with the
+/// count written so far, or `EAGAIN` if it was the first.
 fn write_descriptors(wq: usize, buf: *const c_void, count: usize) -> isize {
-    if buf.is_null() || count == 0 || count % DESCRIPTOR_SIZE != 0 {
-        set_errno(libc::EINVAL);
+    if buf.is_null() {
+        set_errno(libc::EFAULT);
         return -1;
     }
     let device = device();
     let mut done = 0usize;
-    while done < count {
+    while done + DESCRIPTOR_SIZE <= count {
         let mut bytes = [0u8; DESCRIPTOR_SIZE];
         // SAFETY: write's contract: `count` readable bytes at `buf`.
         unsafe {
@@ -320,14 +323,23 @@ fn write_descriptors(wq: usize, buf: *const c_void, count: usize) -> isize {
                 DESCRIPTOR_SIZE,
             )
         };
-        match device.submit(wq, bytes) {
-            Submit::Accepted | Submit::Dropped => done += DESCRIPTOR_SIZE,
-            Submit::Retry if done == 0 => {
-                set_errno(libc::EAGAIN);
+        let completion = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+        let refusal = if completion % 64 != 0 {
+            Some(libc::EINVAL)
+        } else {
+            match device.submit(wq, bytes) {
+                Submit::Accepted | Submit::Dropped => None,
+                Submit::Retry => Some(libc::EAGAIN),
+            }
+        };
+        if let Some(code) = refusal {
+            if done == 0 {
+                set_errno(code);
                 return -1;
             }
-            Submit::Retry => break,
+            break;
         }
+        done += DESCRIPTOR_SIZE;
     }
     done as isize
 }

@@ -223,11 +223,16 @@ pub fn run(scenario: &str) -> Result<(), String> {
             let n = unsafe { libc::write(fd, desc.0.as_ptr().cast(), 64) };
             expect(n == 64, "write of one descriptor")?;
             expect(record.wait()? == 1, "NOOP by write() did not succeed")?;
-            // SAFETY: as above, with a short length.
+            // SAFETY: as above, with a short length: no whole descriptor.
             let n = unsafe { libc::write(fd, desc.0.as_ptr().cast(), 63) };
+            expect(n == 0, "a 63-byte write submitted something")?;
+            let mut misaligned = desc;
+            misaligned.0[8..16].copy_from_slice(&(record.0.as_ptr() as u64 + 32).to_le_bytes());
+            // SAFETY: as above.
+            let n = unsafe { libc::write(fd, misaligned.0.as_ptr().cast(), 64) };
             expect(
                 n == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL),
-                "63-byte write not EINVAL",
+                "a completion record not 64-byte aligned was accepted",
             )?;
             let bad = CString::new("/dev/iax/wq1.7").unwrap();
             // SAFETY: a NUL-terminated path.
