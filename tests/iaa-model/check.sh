@@ -51,6 +51,11 @@ validate() {
   env "${env[@]}" IAA_MODEL_STATS="$work/dynamic" "$validate" --modes dynamic,dynamic-verify --pages $(( PAGES / 4 )) --no-decompress "$CORPUS"
   python3 "$here/stats.py" "$work/dynamic" --shapes --min-compress $(( PAGES / 4 )) --max-faults 0 --max-errors 0
 
+  step "Intel QPL's write() fallback: the portal cannot be mapped, QPL probes the WQ with a NOOP and writes its descriptors"
+  mkdir -p "$work/write"
+  env "${env[@]}" IAA_MODEL_PORTAL=write IAA_MODEL_STATS="$work/write" "$validate" --pages 1024 --no-decompress "$CORPUS"
+  python3 "$here/stats.py" "$work/write" --min-compress 1024 --min-decompress 1000 --max-faults 0 --max-errors 0
+
   step "a broken model (one flipped bit in every COMPRESS output) must fail the validation"
   if env "${env[@]}" IAA_MODEL_CORRUPT=1 "$validate" --pages 256 --no-decompress "$CORPUS" >"$work/corrupt.log" 2>&1; then
     cat "$work/corrupt.log" >&2

@@ -51,9 +51,10 @@ pub enum Submit {
 
 static DEVICE: OnceLock<Device> = OnceLock::new();
 
-/// The device, created (and its engines started) on first use.
+/// The device, created and its engines started on first use (opening a
+/// work queue: never from the instruction handlers, which only find it).
 pub fn device() -> &'static Device {
-    DEVICE.get_or_init(|| {
+    let device = DEVICE.get_or_init(|| {
         let config = crate::config();
         let depth: Vec<usize> = config.wqs.iter().map(|wq| wq.depth).collect();
         let recorder = config.record.as_ref().and_then(|dir| {
@@ -81,7 +82,9 @@ pub fn device() -> &'static Device {
             config,
         };
         device
-    })
+    });
+    start_engines(device);
+    device
 }
 
 /// The device if it was ever used (for the statistics at exit).
@@ -104,7 +107,6 @@ fn start_engines(device: &'static Device) {
 impl Device {
     /// Hands a descriptor to work queue `wq` (a portal store or a `write()`).
     pub fn submit(&'static self, wq: usize, bytes: [u8; DESCRIPTOR_SIZE]) -> Submit {
-        start_engines(self);
         let Some(config) = self.config.wqs.get(wq) else {
             return Submit::Dropped;
         };
