@@ -23,8 +23,12 @@ case "$target" in /*) ;; *) target=$root/$target ;; esac
 work=$(mktemp -d "${TMPDIR:-/tmp}/iaa-model-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
+# The model's KEY=VALUE lines, in the array named by $1 (a failed build
+# stops the script here rather than running clients without the model).
 model_env() {
-  bash "$here/env.sh"
+  local lines
+  lines=$(bash "$here/env.sh")
+  mapfile -t "$1" <<<"$lines"
 }
 
 step() {
@@ -36,7 +40,7 @@ validate() {
   cargo build --release --quiet -p iaa-validate --manifest-path "$root/Cargo.toml"
   local validate=$target/release/iaa-validate
   local -a env
-  mapfile -t env < <(model_env)
+  model_env env
 
   step "QEMU's job configuration (fixed Huffman, with and without verification) over all of corpus A, and every other encoder's pages"
   mkdir -p "$work/validate"
@@ -74,7 +78,7 @@ qemu() {
   local build=$CACHE/qemu-build/intel-qpl
   [ -x "$build/qemu-system-x86_64" ] || { echo "iaa-model check: $build missing: run tests/qemu/build-qemu.sh intel-qpl" >&2; exit 1; }
   local -a env
-  mapfile -t env < <(model_env)
+  model_env env
 
   step "upstream QEMU's migration-test multifd/tcp/plain/qpl (intel-qpl build) on the model"
   mkdir -p "$work/migration-test"
