@@ -274,3 +274,180 @@ fn histogram(
     completion.output_size = bytes.len() as u32;
     completion
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::FLAG_AECS_SEL;
+    use crate::exec::{execute, Observation};
+    use crate::uapi::{iax_hw_desc, IDXD_OP_FLAG_CRAV, IDXD_OP_FLAG_RCR};
+
+    /// RFC 1951's fixed codes in the AECS entry format.
+    fn fixed_aecs(header_bits: &[u8]) -> Vec<u8> {
+        let mut aecs = vec![0u8; AECS_SIZE];
+        for symbol in 0..286usize {
+            let (code, length) = match symbol {
+                0..=143 => (0x30 + symbol as u32, 8),
+                144..=255 => (0x190 + symbol as u32 - 144, 9),
+                256..=279 => (symbol as u32 - 256, 7),
+                _ => (0xC0 + symbol as u32 - 280, 8),
+            };
+            aecs[OFF_LL + 4 * symbol..OFF_LL + 4 * symbol + 4]
+                .copy_from_slice(&(code | length << 15).to_le_bytes());
+        }
+        for symbol in 0..30u32 {
+            let at = OFF_D + 4 * symbol as usize;
+            aecs[at..at + 4].copy_from_slice(&(symbol | 5 << 15).to_le_bytes());
+        }
+        for (index, &bit) in header_bits.iter().enumerate() {
+            aecs[OFF_ACC + index / 8] |= bit << (index % 8);
+        }
+        aecs[OFF_ACC_BITS..OFF_ACC_BITS + 4]
+            .copy_from_slice(&(header_bits.len() as u32).to_le_bytes());
+        aecs
+    }
+
+    fn descriptor(
+        flags: u32,
+        cflags: u16,
+        input: &[u8],
+        out: &mut [u8],
+        aecs: &mut [u8],
+    ) -> Descriptor {
+        let mut hw = iax_hw_desc::default();
+        hw.set_opcode(u32::from(crate::descriptor::OP_COMPRESS));
+        hw.set_flags(flags);
+        hw.src1_addr = input.as_ptr() as u64;
+        hw.src1_size = input.len() as u32;
+        hw.dst_addr = out.as_mut_ptr() as u64;
+        hw.max_dst_size = out.len() as u32;
+        hw.src2_addr = aecs.as_mut_ptr() as u64;
+        hw.src2_size = AECS_SIZE as u32;
+        hw.__bindgen_anon_1.compr_flags = cflags;
+        let mut raw = [0u8; 64];
+        // SAFETY: iax_hw_desc is 64 bytes of plain data.
+        unsafe { std::ptr::write_unaligned(raw.as_mut_ptr().cast(), hw) };
+        Descriptor::from_bytes(raw)
+    }
+
+    /// `bytes` at a 64-byte aligned address (the AECS must be 32-byte aligned).
+    struct Aligned {
+        storage: Vec<u8>,
+        offset: usize,
+        len: usize,
+    }
+
+    impl Aligned {
+        fn new(bytes: &[u8]) -> Aligned {
+            let mut storage = vec![0u8; bytes.len() + 64];
+            let offset = storage.as_ptr().align_offset(64);
+            storage[offset..offset + bytes.len()].copy_from_slice(bytes);
+            Aligned {
+                storage,
+                offset,
+                len: bytes.len(),
+            }
+        }
+        fn slice(&mut self) -> &mut [u8] {
+            &mut self.storage[self.offset..self.offset + self.len]
+        }
+    }
+
+    fn context() -> Context {
+        Context {
+            wq_block_on_fault: false,
+            corrupt: false,
+            fault_delay: std::time::Duration::ZERO,
+        }
+    }
+
+    fn text() -> Vec<u8> {
+        b"IAA compresses what the AECS codes say; ".repeat(60)
+    }
+
+    #[test]
+    fn fixed_block_with_eob_and_flush_inflates() {
+        let input = text();
+        let mut out = vec![0u8; 4095];
+        // BFINAL = 1, BTYPE = 01: the header Intel QPL leaves in the accumulator.
+        let mut aecs = Aligned::new(&fixed_aecs(&[1, 1, 0]));
+        let flags = IDXD_OP_FLAG_CRAV | IDXD_OP_FLAG_RCR | crate::uapi::IDXD_OP_FLAG_RD_SRC2_AECS;
+        let desc = descriptor(
+            flags,
+            CF_FLUSH_OUTPUT | 1 << CF_END_PROC_SHIFT,
+            &input,
+            &mut out,
+            aecs.slice(),
+        );
+        let completion = execute(&desc, &context(), &mut Observation::default());
+        assert_eq!(completion.status, status::SUCCESS);
+        let stream = &out[..completion.output_size as usize];
+        assert_eq!(
+            miniz_oxide::inflate::decompress_to_vec(stream).unwrap(),
+            input
+        );
+        assert_eq!(
+            completion.crc,
+            super::super::checksum::crc32(0, &input, false)
+        );
+    }
+
+    #[test]
+    fn without_flush_the_pending_bits_go_to_the_other_aecs_copy() {
+        let input = text();
+        let mut out = vec![0u8; 4095];
+        // Two AECS copies; AECS select 1 reads the second and writes the first.
+        let mut both = fixed_aecs(&[0, 1, 0]);
+        both.extend_from_slice(&fixed_aecs(&[1, 1, 0]));
+        let mut pair = Aligned::new(&both);
+        let flags = IDXD_OP_FLAG_CRAV
+            | IDXD_OP_FLAG_RCR
+            | crate::uapi::IDXD_OP_FLAG_RD_SRC2_AECS
+            | IDXD_OP_FLAG_WR_SRC2_AECS_COMP
+            | FLAG_AECS_SEL;
+        let desc = descriptor(
+            flags,
+            1 << CF_END_PROC_SHIFT,
+            &input,
+            &mut out,
+            pair.slice(),
+        );
+        let completion = execute(&desc, &context(), &mut Observation::default());
+        assert_eq!(completion.status, status::SUCCESS);
+        let written = &pair.slice()[..AECS_SIZE];
+        let pending = le32(written, OFF_ACC_BITS);
+        assert_eq!(u32::from(completion.output_bits), pending);
+        assert!(pending < 8);
+        assert_eq!(le32(written, OFF_CRC), completion.crc);
+        // The stream is the output plus the pending bits: a whole final block.
+        let mut stream = out[..completion.output_size as usize].to_vec();
+        stream.push(written[OFF_ACC]);
+        assert_eq!(
+            miniz_oxide::inflate::decompress_to_vec(&stream).unwrap(),
+            input
+        );
+    }
+
+    #[test]
+    fn output_that_does_not_fit_is_an_analytics_error() {
+        let input: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut out = vec![0u8; 100];
+        let mut aecs = Aligned::new(&fixed_aecs(&[1, 1, 0]));
+        let flags = IDXD_OP_FLAG_CRAV | crate::uapi::IDXD_OP_FLAG_RD_SRC2_AECS;
+        let desc = descriptor(
+            flags,
+            CF_FLUSH_OUTPUT | 1 << CF_END_PROC_SHIFT,
+            &input,
+            &mut out,
+            aecs.slice(),
+        );
+        let completion = execute(&desc, &context(), &mut Observation::default());
+        assert_eq!(
+            (completion.status, completion.error_code),
+            (status::ANALYTICS_ERROR, 25)
+        );
+        assert!(out.iter().all(|&b| b == 0), "nothing may be written");
+    }
+}
