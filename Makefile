@@ -14,7 +14,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # (from `rustc --print native-static-libs` for x86_64-unknown-linux-gnu).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all build install header deps corpus lint test asan miri fuzz fuzz-seeds c-test qemu-build qemu-test \
+.PHONY: all build install header deps corpus lint test asan miri fuzz fuzz-seeds iaa-model-env iaa-model-check c-test qemu-build qemu-test \
 	interop-test demo demo-small bench bench-smoke check clean
 
 PYTHON ?= python3
@@ -126,13 +126,23 @@ interop-test: qemu-build corpus
 demo-small: qemu-build corpus
 	$(DEMO) --size 256M --methods none,qpl
 
+# Issue #13: the software IAA device model (tests/iaa-model, docs/iaa-model.md).
+# `env $$(make -s iaa-model-env) PROGRAM` runs an unmodified PROGRAM on it.
+iaa-model-env:
+	@bash tests/iaa-model/env.sh
+
+# Intel QPL 1.9's hardware path on the model over corpus A, then upstream
+# QEMU (intel-qpl build) on it: migration-test's qpl case and live migrations.
+iaa-model-check: qemu-build corpus
+	bash tests/iaa-model/check.sh all
+
 # The main job: 2 GiB guest, none, zlib, zstd, qpl (ours) and qpl (Intel QPL).
 demo: deps build corpus
 	bash tests/qemu/build-qemu.sh ours
 	bash tests/qemu/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
 	$(DEMO) $(DEMO_ARGS)
 
-check: deps lint test asan miri fuzz c-test bench-smoke qemu-test interop-test demo-small
+check: deps lint test asan miri fuzz c-test bench-smoke qemu-test interop-test iaa-model-check demo-small
 	@echo "make check: all stages passed"
 
 clean:

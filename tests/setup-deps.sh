@@ -9,6 +9,8 @@ APT_PACKAGES=(
   libglib2.0-dev libzstd-dev zlib1g-dev ninja-build ccache seabios ipxe-qemu
   # reference codecs of the benchmark and the compatibility tests
   libisal-dev libdeflate-dev liblz4-dev
+  # bindgen, for the IAA model's check that its committed UAPI bindings are current
+  libclang-dev
 )
 
 missing=()
