@@ -8,373 +8,33 @@ and CPU of both processes, and proves that the destination's guest RAM equals
 the source's byte for byte (SHA-256 of both processes' RAM read from
 /proc/PID/mem).  One table of results goes to stdout.
 
-Standard library only.  See docs/demo.md for how to run and read it.
+Standard library only; the helpers are the modules beside this file.  See
+docs/demo.md for how to run and read it.
 """
 
 import argparse
-import ctypes
-import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import socket
-import stat
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-PAGE = 4096
-REPO = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-CACHE = os.environ.get("QEMU_QPL_CACHE") or "/var/tmp/qemu-qpl"
-CORPUS_A = os.path.join(CACHE, "corpus", "corpusA.bin")
-SYSTEM_ROOTS = ["/usr/lib", "/usr/share", "/usr/bin", "/usr/sbin", "/usr/libexec", "/usr/include"]
-MAX_FILE_PART = 16 << 20  # at most 16 MiB from any one system file, so no file dominates
-IMAGE_FORMAT = 1          # bump when the image layout changes (part of the cache key)
+sys.dont_write_bytecode = True  # no __pycache__ beside the script in the checkout
+
+from demo_common import (CACHE, REPO, DemoError, QMPError, Unsupported, fmt_mib,  # noqa: E402
+                         fmt_size, log, parse_bandwidth, parse_size)
+from guest_ram import diff_pages, hash_mem, ram_block  # noqa: E402
+from qemu_proc import (Qemu, kill_all, kvm_usable, multifd_methods, qpl_libraries,  # noqa: E402
+                       start_incoming)
+from ram_image import prepare_image  # noqa: E402
+
 UNLIMITED_BW = 1 << 40    # "no cap": 1 TiB/s (QEMU's default cap is only 128 MiB/s)
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_UNSUPPORTED = 0, 1, 2, 3
-
-
-class DemoError(Exception):
-    """An error a person can act on; the message says what to do."""
-
-
-class Unsupported(DemoError):
-    """A QEMU binary lacks a compression method."""
-
-
-class QMPError(DemoError):
-    def __init__(self, cmd, cls, desc):
-        super().__init__("QMP %s failed: %s: %s" % (cmd, cls, desc))
-        self.cmd, self.cls, self.desc = cmd, cls, desc
-
-
-# ---------------------------------------------------------------- utilities
-
-def log(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
-
-
-def parse_size(text):
-    """'2G', '256M', '4096', '1.5G' -> bytes (binary units, like QEMU's -m)."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError("not a size: %r (use e.g. 256M, 2G)" % text)
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * mult)
-
-
-def parse_bandwidth(text):
-    if text.lower() in ("unlimited", "none", "0", "off"):
-        return None
-    return parse_size(text)
-
-
-def fmt_size(n):
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if n >= (1 << shift) and n % (1 << shift) == 0:
-            return "%d%s" % (n >> shift, unit)
-    return str(n)
-
-
-def fmt_mib(n):
-    return "%.0f" % (n / 1048576.0)
-
-
-# ---------------------------------------------------------------- guest RAM image
-
-def ensure_corpus():
-    if os.path.exists(CORPUS_A) and os.path.exists(CORPUS_A + ".ok"):
-        return CORPUS_A
-    script = os.path.join(REPO, "tests", "corpus.sh")
-    log("corpus A missing; building it with %s (downloads pinned Debian packages once)" % script)
-    r = subprocess.run(["bash", script], stdout=subprocess.PIPE, timeout=3600)
-    if r.returncode != 0 or not os.path.exists(CORPUS_A):
-        raise DemoError("could not build corpus A with %s (exit %d)" % (script, r.returncode))
-    return CORPUS_A
-
-
-def system_files():
-    """Regular files under SYSTEM_ROOTS, each inode once, in a deterministic
-    order that mixes kinds of file: sorted by SHA-256 of the path."""
-    seen, out = set(), []
-    for root in SYSTEM_ROOTS:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames.sort()
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-                    continue
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append((hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest(), path))
-    out.sort()
-    return [p for _, p in out]
-
-
-def image_paths(size, fill):
-    d = os.path.join(CACHE, "demo")
-    base = os.path.join(d, "guest-ram-v%d-%s-fill%03d" % (IMAGE_FORMAT, fmt_size(size), round(fill * 1000)))
-    return d, base + ".img", base + ".json", base + ".manifest"
-
-
-def prepare_image(size, fill, rebuild=False):
-    """Returns (path, info) of the cached guest RAM image, building it if needed."""
-    d, img, meta, manifest = image_paths(size, fill)
-    if not rebuild and os.path.exists(img) and os.path.exists(meta):
-        with open(meta) as f:
-            info = json.load(f)
-        if info.get("size") == size and os.path.getsize(img) == size:
-            return img, info
-    os.makedirs(d, exist_ok=True)
-    corpus = ensure_corpus()
-    data_len = int(size * fill) // PAGE * PAGE
-    log("building guest RAM image %s: %s, %.1f %% real data (%d MiB), the rest zero"
-        % (img, fmt_size(size), fill * 100, data_len >> 20))
-    h = hashlib.sha256()
-    tmp = "%s.tmp.%d" % (img, os.getpid())  # two builders at once must not share a file
-    mtmp = "%s.tmp.%d" % (manifest, os.getpid())
-    written, nfiles = 0, 0
-    chunk = 4 << 20
-    done = False
-    try:
-        with open(tmp, "wb") as out, open(mtmp, "w") as man:
-            def put(path, limit):
-                nonlocal written
-                start = written
-                try:
-                    with open(path, "rb") as f:
-                        while written < data_len and written - start < limit:
-                            buf = f.read(min(chunk, data_len - written, limit - (written - start)))
-                            if not buf:
-                                break
-                            out.write(buf)
-                            h.update(buf)
-                            written += len(buf)
-                except OSError:
-                    pass
-                if written > start:
-                    man.write("%d\t%d\t%s\n" % (start, written - start, path))
-                    return True
-                return False
-
-            put(corpus, data_len)
-            nfiles += 1
-            if written < data_len:
-                files = system_files()
-                if not files:
-                    raise DemoError("no readable files under %s to fill the image" % " ".join(SYSTEM_ROOTS))
-                rounds = 0
-                while written < data_len:
-                    before = written
-                    for p in files:
-                        if written >= data_len:
-                            break
-                        if put(p, MAX_FILE_PART):
-                            nfiles += 1
-                    rounds += 1
-                    if written == before:
-                        raise DemoError("could not read enough system files to fill the image")
-                if rounds > 1:
-                    log("note: the system files were used %d times over to fill the image" % rounds)
-            zeros = bytes(1 << 20)
-            left = size - written
-            while left:
-                n = min(left, len(zeros))
-                h.update(zeros[:n])
-                left -= n
-            out.truncate(size)  # zero tail, sparse
-        done = True
-    finally:
-        if not done:
-            for t in (tmp, mtmp):
-                try:
-                    os.unlink(t)
-                except OSError:
-                    pass
-    info = {"size": size, "fill": fill, "data_bytes": written, "files": nfiles,
-            "sha256": h.hexdigest(), "layout": "corpus A, then files from %s sorted by "
-            "SHA-256 of their path (at most %d MiB each), then zeros"
-            % (", ".join(SYSTEM_ROOTS), MAX_FILE_PART >> 20),
-            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    os.replace(mtmp, manifest)
-    os.replace(tmp, img)
-    with open(meta, "w") as f:
-        json.dump(info, f, indent=1)
-    log("image ready: %d files, sha256 %s" % (nfiles, info["sha256"]))
-    return img, info
-
-
-# ---------------------------------------------------------------- QMP client
-
-class QMP:
-    def __init__(self, path, timeout=30.0):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-        self.events = []
-        self.greeting = self._read()
-        if "QMP" not in self.greeting:
-            raise DemoError("unexpected QMP greeting on %s: %r" % (path, self.greeting))
-        self.cmd("qmp_capabilities")
-
-    def _read(self, deadline=None):
-        while b"\n" not in self.buf:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout()
-                self.sock.settimeout(left)
-            data = self.sock.recv(65536)
-            if not data:
-                raise DemoError("QEMU closed its QMP socket %s (did it exit?)" % self.path)
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def cmd(self, name, timeout=30.0, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                resp = self._read(deadline)
-            except socket.timeout:
-                raise DemoError("QMP %s: no answer within %.0f s" % (name, timeout))
-            if "event" in resp:
-                self.events.append(resp)
-                continue
-            if "error" in resp:
-                raise QMPError(name, resp["error"].get("class"), resp["error"].get("desc"))
-            return resp.get("return")
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-# ---------------------------------------------------------------- QEMU processes
-
-_children = []
-_libc = None
-
-
-def _die_with_parent():
-    # If this script is killed outright, the kernel kills its QEMUs too.
-    try:
-        if _libc is not None:
-            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def kill_all():
-    for p in list(_children):
-        if p.poll() is None:
-            try:
-                p.terminate()
-            except OSError:
-                pass
-    deadline = time.monotonic() + 5
-    for p in list(_children):
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        _children.remove(p)
-
-
-def tail(path, n=25):
-    try:
-        with open(path, errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join("    | " + l for l in lines[-n:]) or "    | (empty)"
-
-
-class Qemu:
-    def __init__(self, role, binary, args, workdir):
-        self.role, self.binary = role, binary
-        self.sock = os.path.join(workdir, role + ".qmp")
-        self.logpath = os.path.join(workdir, role + ".log")
-        self.cmdline = [binary] + args + ["-qmp", "unix:%s,server=on,wait=off" % self.sock]
-        self.logf = open(self.logpath, "wb")
-        try:
-            self.proc = subprocess.Popen(self.cmdline, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-                                         start_new_session=True)  # Ctrl-C reaches only us; we stop them
-        except OSError as e:
-            raise DemoError("cannot start %s QEMU %s: %s" % (role, binary, e))
-        _children.append(self.proc)
-        self.pid = self.proc.pid
-        self.qmp = None
-
-    def connect(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise DemoError("%s QEMU exited with status %d while starting.\n  command: %s\n"
-                                "  its output:\n%s" % (self.role, self.proc.returncode,
-                                                      " ".join(self.cmdline), tail(self.logpath)))
-            if os.path.exists(self.sock):
-                try:
-                    self.qmp = QMP(self.sock)
-                    return self
-                except (ConnectionRefusedError, FileNotFoundError):
-                    pass
-            if time.monotonic() > deadline:
-                raise DemoError("%s QEMU did not open its QMP socket within %.0f s.\n  its output:\n%s"
-                                % (self.role, timeout, tail(self.logpath)))
-            time.sleep(0.05)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def died_msg(self):
-        return ("%s QEMU (pid %d) exited with status %s.\n  its output:\n%s"
-                % (self.role, self.pid, self.proc.returncode, tail(self.logpath)))
-
-    def cpu_seconds(self):
-        """utime+stime of the whole process (all threads) in seconds."""
-        with open("/proc/%d/stat" % self.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
-
-    def stop(self):
-        if self.qmp:
-            try:
-                self.qmp.cmd("quit", timeout=5)
-            except Exception:
-                pass
-            self.qmp.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc in _children:
-            _children.remove(self.proc)
-        self.logf.close()
 
 
 def host_busy_seconds():
@@ -383,40 +43,6 @@ def host_busy_seconds():
         v = [int(x) for x in f.readline().split()[1:]]
     # user nice system idle iowait irq softirq steal ...
     return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / float(os.sysconf("SC_CLK_TCK"))
-
-
-def qpl_libraries(pid):
-    """Shared libraries with 'qpl' in their name mapped by a process, with a short hash:
-    which build of the library a run really used."""
-    libs = set()
-    try:
-        with open("/proc/%d/maps" % pid) as f:
-            for line in f:
-                parts = line.split(None, 5)
-                path = parts[5].strip() if len(parts) > 5 else ""
-                if "qpl" in os.path.basename(path) and ".so" in os.path.basename(path):
-                    libs.add(path)
-    except OSError:
-        return []
-    out = []
-    for path in sorted(libs):
-        try:
-            with open(path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()[:12]
-            out.append("%s (sha256 %s, %s)" % (path, digest, time.strftime(
-                "%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(path)))))
-        except OSError:
-            out.append(path)
-    return out
-
-
-def kvm_usable():
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return False, "/dev/kvm: %s" % e.strerror
-    os.close(fd)
-    return True, ""
 
 
 def resolve_binary(name):
@@ -446,116 +72,7 @@ def firmware_dir():
     return own
 
 
-def multifd_methods(qmp):
-    """The multifd-compression values this QEMU accepts, from its QMP schema."""
-    schema = qmp.cmd("query-qmp-schema")
-    by_name = {e["name"]: e for e in schema}
-    for e in schema:
-        if e.get("meta-type") == "command" and e["name"] == "migrate-set-parameters":
-            args = by_name.get(e["arg-type"], {})
-            for m in args.get("members", []):
-                if m["name"] == "multifd-compression":
-                    t = by_name.get(m["type"], {})
-                    return list(t.get("values", []))
-    return None
-
-
-# ---------------------------------------------------------------- RAM verification
-
-def ram_block(q, size, image=None):
-    """(host address, length) of the guest RAM block of QEMU q."""
-    text = None
-    try:
-        text = q.qmp.cmd("x-query-ramblock")["human-readable-text"]
-    except QMPError:
-        text = q.qmp.cmd("human-monitor-command", **{"command-line": "info ramblock"})
-    blocks = []
-    for line in text.splitlines()[1:]:
-        tok = line.split()
-        hexes = re.findall(r"0x[0-9a-fA-F]+", line)
-        if not tok or len(hexes) < 3:
-            continue
-        used = int(hexes[1], 16)
-        hva = int(hexes[3], 16) if len(hexes) >= 4 else None
-        blocks.append((tok[0], used, hva))
-    pick = None
-    for want in ("ram0", "pc.ram"):
-        pick = pick or next((b for b in blocks if b[0] == want), None)
-    if pick is None and blocks:
-        pick = max(blocks, key=lambda b: b[1])
-    if pick is None:
-        raise DemoError("%s QEMU: no RAM block in x-query-ramblock output:\n%s" % (q.role, text))
-    name, used, hva = pick
-    if used != size:
-        raise DemoError("%s QEMU: RAM block %s is %d bytes, expected %d" % (q.role, name, used, size))
-    if hva is None:
-        hva = hva_from_maps(q.pid, size, image)  # QEMU before 9.x prints no HVA column
-    return hva, used
-
-
-def hva_from_maps(pid, size, image):
-    found = []
-    with open("/proc/%d/maps" % pid) as f:
-        for line in f:
-            parts = line.split(None, 5)
-            lo, hi = (int(x, 16) for x in parts[0].split("-"))
-            path = parts[5].strip() if len(parts) > 5 else ""
-            if hi - lo != size or not parts[1].startswith("rw"):
-                continue
-            if image is not None and path == os.path.realpath(image):
-                return lo
-            if image is None and path == "":
-                found.append(lo)
-    if len(found) == 1:
-        return found[0]
-    raise DemoError("cannot locate guest RAM of pid %d in /proc/%d/maps (candidates: %d); "
-                    "this QEMU prints no HVA in x-query-ramblock" % (pid, pid, len(found)))
-
-
-def read_mem(pid, addr, length, chunk=8 << 20):
-    with open("/proc/%d/mem" % pid, "rb", buffering=0) as f:
-        f.seek(addr)
-        left = length
-        while left:
-            buf = f.read(min(chunk, left))
-            if not buf:
-                raise DemoError("short read of /proc/%d/mem at 0x%x" % (pid, addr + length - left))
-            left -= len(buf)
-            yield buf
-
-
-def hash_mem(pid, addr, length, out, key):
-    try:
-        h = hashlib.sha256()
-        for buf in read_mem(pid, addr, length):
-            h.update(buf)
-        out[key] = h.hexdigest()
-    except Exception as e:  # reported by the caller
-        out[key] = e
-
-
-def diff_pages(a, b, length, limit=5):
-    """Counts differing 4 KiB pages between two (pid, addr) RAM views."""
-    ga, gb = read_mem(a[0], a[1], length), read_mem(b[0], b[1], length)
-    off, count, first = 0, 0, []
-    for x, y in zip(ga, gb):
-        if x != y:
-            for p in range(0, len(x), PAGE):
-                if x[p:p + PAGE] != y[p:p + PAGE]:
-                    count += 1
-                    if len(first) < limit:
-                        first.append(off + p)
-        off += len(x)
-    return count, first
-
-
 # ---------------------------------------------------------------- one migration
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Progress:
     def __init__(self, label):
@@ -579,38 +96,6 @@ class Progress:
         if self.tty:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def start_incoming(dst, port_opt):
-    """migrate-incoming on 127.0.0.1; returns the port. Retries on a taken port."""
-    tries = 1 if port_opt else 5
-    exit_on_error = True
-    last = None
-    for _ in range(tries):
-        port = port_opt or free_port()
-        uri = "tcp:127.0.0.1:%d" % port
-        args = {"uri": uri}
-        if exit_on_error:
-            args["exit-on-error"] = False  # keep the destination up to report errors
-        try:
-            dst.qmp.cmd("migrate-incoming", **args)
-            return port
-        except QMPError as e:
-            if "exit-on-error" in (e.desc or ""):
-                exit_on_error = False  # older QEMU
-                try:
-                    del args["exit-on-error"]
-                    dst.qmp.cmd("migrate-incoming", **args)
-                    return port
-                except QMPError as e2:
-                    e = e2
-            last = e
-            if "in use" not in (e.desc or "") and "bind" not in (e.desc or "").lower():
-                raise DemoError("destination could not listen on %s: %s" % (uri, e.desc))
-    if port_opt:
-        raise DemoError("port %d on 127.0.0.1 is in use (%s); pick another with --port or leave "
-                        "--port out to choose a free one" % (port_opt, last.desc))
-    raise DemoError("could not find a free port on 127.0.0.1 after %d tries: %s" % (tries, last.desc))
 
 
 def run_one(spec, channels, opts, image, image_info, workdir, label):
@@ -930,12 +415,6 @@ def main(argv=None):
         if ":" not in opts.pair:
             ap.error("--pair takes SRC:DST, e.g. ours:intel-qpl")
         src_default, dst_default = opts.pair.split(":", 1)
-
-    global _libc
-    try:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        _libc = None
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt()
