@@ -69,20 +69,36 @@ def read_mem(pid, addr, length, chunk=8 << 20):
             yield buf
 
 
-def hash_mem(pid, addr, length, out, key):
+def hash_mem(pid, addr, length, out, key, compare=None):
+    """SHA-256 of a RAM range into out[key]; with `compare` (a file as long as the range) also
+    the number of 4 KiB pages that differ from it into out[key + '_changed']."""
     try:
         h = hashlib.sha256()
-        for buf in read_mem(pid, addr, length):
-            h.update(buf)
+        changed = 0
+        ref = open(compare, "rb") if compare else None
+        try:
+            for buf in read_mem(pid, addr, length):
+                h.update(buf)
+                if ref is not None:
+                    old = ref.read(len(buf))
+                    if old != buf:
+                        changed += sum(1 for p in range(0, len(buf), PAGE)
+                                       if buf[p:p + PAGE] != old[p:p + PAGE])
+        finally:
+            if ref is not None:
+                ref.close()
         out[key] = h.hexdigest()
+        if ref is not None:
+            out[key + "_changed"] = changed
     except Exception as e:  # reported by the caller
         out[key] = e
 
 
 def diff_pages(a, b, length, limit=5):
-    """Counts differing 4 KiB pages between two (pid, addr) RAM views."""
+    """Counts differing 4 KiB pages between two (pid, addr) RAM views; also the first offsets and
+    the first differing bytes of the first such page, as (offset, byte in a, byte in b)."""
     ga, gb = read_mem(a[0], a[1], length), read_mem(b[0], b[1], length)
-    off, count, first = 0, 0, []
+    off, count, first, detail = 0, 0, [], []
     for x, y in zip(ga, gb):
         if x != y:
             for p in range(0, len(x), PAGE):
@@ -90,5 +106,8 @@ def diff_pages(a, b, length, limit=5):
                     count += 1
                     if len(first) < limit:
                         first.append(off + p)
+                    if not detail:
+                        detail = [(off + p + i, x[p + i], y[p + i]) for i in range(PAGE)
+                                  if x[p + i] != y[p + i]][:8]
         off += len(x)
-    return count, first
+    return count, first, detail

@@ -151,11 +151,18 @@ class Qemu:
         return ("%s QEMU (pid %d) exited with status %s.\n  its output:\n%s"
                 % (self.role, self.pid, self.proc.returncode, tail(self.logpath)))
 
-    def cpu_seconds(self):
-        """utime+stime of the whole process (all threads) in seconds."""
-        with open("/proc/%d/stat" % self.pid) as f:
+    def cpu_seconds(self, tid=None):
+        """utime+stime in seconds of the whole process (all threads), or of its thread tid."""
+        path = "/proc/%d/stat" % self.pid if tid is None else "/proc/%d/task/%d/stat" % (self.pid, tid)
+        with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+    def vcpu_threads(self):
+        return [c["thread-id"] for c in self.qmp.cmd("query-cpus-fast")]
+
+    def vcpu_seconds(self, tids):
+        return sum(self.cpu_seconds(t) for t in tids)
 
     def stop(self):
         if self.qmp:
