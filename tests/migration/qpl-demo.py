@@ -544,7 +544,7 @@ def main(argv=None):
                      % running_guest.MIN_LIVE_SYNCS)
         try:
             opts.guest_cfg = running_guest.GuestConfig(opts.size, opts.guest_hz, opts.guest_ops,
-                                                       opts.guest_hot or opts.size // 4)
+                                                       opts.guest_hot)
         except DemoError as e:
             ap.error(str(e))
         opts.converge_ms = opts.downtime_limit if opts.downtime_limit is not None else 300

@@ -101,8 +101,10 @@ def low_ram_top(size):
 class GuestConfig:
     """What the guest does: ticks per second, operations per tick, where it writes and reads."""
 
-    def __init__(self, size, hz, ops_per_tick, hot_bytes):
+    def __init__(self, size, hz, ops_per_tick, hot_bytes=None):
         top = low_ram_top(size) - (4 << 20)   # keep clear of SeaBIOS's tables at the top
+        if hot_bytes is None:
+            hot_bytes = min(size // 4, top - RESERVED_LOW)
         if not 20 <= hz <= 10000:
             raise DemoError("--guest-hz must be between 20 and 10000")
         if not 1 <= ops_per_tick <= 10000:
