@@ -355,6 +355,7 @@ def run_one(spec, channels, opts, image, image_info, workdir, label):
             if q is not None:
                 q.stop()
 
+
 # ---------------------------------------------------------------- methods and table
 
 def parse_methods(text, default_src, default_dst):
