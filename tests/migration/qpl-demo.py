@@ -3,378 +3,46 @@
 
 For every requested method this starts a source QEMU whose guest RAM is a
 prepared image (real files, then zeros), a destination QEMU waiting on
-127.0.0.1, migrates the paused guest with multifd, measures time, wire bytes
-and CPU of both processes, and proves that the destination's guest RAM equals
-the source's byte for byte (SHA-256 of both processes' RAM read from
+127.0.0.1, migrates the guest with multifd, measures time, wire bytes and CPU
+of both processes, and proves that the destination's guest RAM equals the
+source's byte for byte (SHA-256 of both processes' RAM read from
 /proc/PID/mem).  One table of results goes to stdout.
+
+By default the guest runs while it migrates: a boot sector of our own
+(tests/guest/dirtier.S, driven by running_guest.py) keeps rewriting its RAM,
+and the migration goes through several dirty-page passes before it converges.
+--guest paused migrates the untouched image instead.
 
 Standard library only.  See docs/demo.md for how to run and read it.
 """
 
 import argparse
-import ctypes
-import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import socket
-import stat
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-PAGE = 4096
-REPO = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-CACHE = os.environ.get("QEMU_QPL_CACHE") or "/var/tmp/qemu-qpl"
-CORPUS_A = os.path.join(CACHE, "corpus", "corpusA.bin")
-SYSTEM_ROOTS = ["/usr/lib", "/usr/share", "/usr/bin", "/usr/sbin", "/usr/libexec", "/usr/include"]
-MAX_FILE_PART = 16 << 20  # at most 16 MiB from any one system file, so no file dominates
-IMAGE_FORMAT = 1          # bump when the image layout changes (part of the cache key)
+sys.dont_write_bytecode = True  # no __pycache__ beside the script in the checkout
+
+import running_guest  # noqa: E402
+from demo_common import (CACHE, REPO, DemoError, QMPError, Unsupported, fmt_mib,  # noqa: E402
+                         fmt_size, log, parse_bandwidth, parse_size)
+from guest_ram import diff_pages, hash_mem, ram_block  # noqa: E402
+from qemu_proc import (Qemu, kill_all, kvm_usable, multifd_methods, qpl_libraries,  # noqa: E402
+                       start_incoming)
+from ram_image import prepare_image  # noqa: E402
+
 UNLIMITED_BW = 1 << 40    # "no cap": 1 TiB/s (QEMU's default cap is only 128 MiB/s)
+DEFAULT_GUEST_HZ = 2000   # running guest: see docs/demo.md for how these were chosen
+DEFAULT_GUEST_OPS = 1
+DEFAULT_LIVE_SYNCS = 5
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_UNSUPPORTED = 0, 1, 2, 3
-
-
-class DemoError(Exception):
-    """An error a person can act on; the message says what to do."""
-
-
-class Unsupported(DemoError):
-    """A QEMU binary lacks a compression method."""
-
-
-class QMPError(DemoError):
-    def __init__(self, cmd, cls, desc):
-        super().__init__("QMP %s failed: %s: %s" % (cmd, cls, desc))
-        self.cmd, self.cls, self.desc = cmd, cls, desc
-
-
-# ---------------------------------------------------------------- utilities
-
-def log(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
-
-
-def parse_size(text):
-    """'2G', '256M', '4096', '1.5G' -> bytes (binary units, like QEMU's -m)."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError("not a size: %r (use e.g. 256M, 2G)" % text)
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * mult)
-
-
-def parse_bandwidth(text):
-    if text.lower() in ("unlimited", "none", "0", "off"):
-        return None
-    return parse_size(text)
-
-
-def fmt_size(n):
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if n >= (1 << shift) and n % (1 << shift) == 0:
-            return "%d%s" % (n >> shift, unit)
-    return str(n)
-
-
-def fmt_mib(n):
-    return "%.0f" % (n / 1048576.0)
-
-
-# ---------------------------------------------------------------- guest RAM image
-
-def ensure_corpus():
-    if os.path.exists(CORPUS_A) and os.path.exists(CORPUS_A + ".ok"):
-        return CORPUS_A
-    script = os.path.join(REPO, "tests", "corpus.sh")
-    log("corpus A missing; building it with %s (downloads pinned Debian packages once)" % script)
-    r = subprocess.run(["bash", script], stdout=subprocess.PIPE, timeout=3600)
-    if r.returncode != 0 or not os.path.exists(CORPUS_A):
-        raise DemoError("could not build corpus A with %s (exit %d)" % (script, r.returncode))
-    return CORPUS_A
-
-
-def system_files():
-    """Regular files under SYSTEM_ROOTS, each inode once, in a deterministic
-    order that mixes kinds of file: sorted by SHA-256 of the path."""
-    seen, out = set(), []
-    for root in SYSTEM_ROOTS:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames.sort()
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-                    continue
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append((hashlib.sha256(path.encode("utf-8", "surrogateescape")).digest(), path))
-    out.sort()
-    return [p for _, p in out]
-
-
-def image_paths(size, fill):
-    d = os.path.join(CACHE, "demo")
-    base = os.path.join(d, "guest-ram-v%d-%s-fill%03d" % (IMAGE_FORMAT, fmt_size(size), round(fill * 1000)))
-    return d, base + ".img", base + ".json", base + ".manifest"
-
-
-def prepare_image(size, fill, rebuild=False):
-    """Returns (path, info) of the cached guest RAM image, building it if needed."""
-    d, img, meta, manifest = image_paths(size, fill)
-    if not rebuild and os.path.exists(img) and os.path.exists(meta):
-        with open(meta) as f:
-            info = json.load(f)
-        if info.get("size") == size and os.path.getsize(img) == size:
-            return img, info
-    os.makedirs(d, exist_ok=True)
-    corpus = ensure_corpus()
-    data_len = int(size * fill) // PAGE * PAGE
-    log("building guest RAM image %s: %s, %.1f %% real data (%d MiB), the rest zero"
-        % (img, fmt_size(size), fill * 100, data_len >> 20))
-    h = hashlib.sha256()
-    tmp = "%s.tmp.%d" % (img, os.getpid())  # two builders at once must not share a file
-    mtmp = "%s.tmp.%d" % (manifest, os.getpid())
-    written, nfiles = 0, 0
-    chunk = 4 << 20
-    done = False
-    try:
-        with open(tmp, "wb") as out, open(mtmp, "w") as man:
-            def put(path, limit):
-                nonlocal written
-                start = written
-                try:
-                    with open(path, "rb") as f:
-                        while written < data_len and written - start < limit:
-                            buf = f.read(min(chunk, data_len - written, limit - (written - start)))
-                            if not buf:
-                                break
-                            out.write(buf)
-                            h.update(buf)
-                            written += len(buf)
-                except OSError:
-                    pass
-                if written > start:
-                    man.write("%d\t%d\t%s\n" % (start, written - start, path))
-                    return True
-                return False
-
-            put(corpus, data_len)
-            nfiles += 1
-            if written < data_len:
-                files = system_files()
-                if not files:
-                    raise DemoError("no readable files under %s to fill the image" % " ".join(SYSTEM_ROOTS))
-                rounds = 0
-                while written < data_len:
-                    before = written
-                    for p in files:
-                        if written >= data_len:
-                            break
-                        if put(p, MAX_FILE_PART):
-                            nfiles += 1
-                    rounds += 1
-                    if written == before:
-                        raise DemoError("could not read enough system files to fill the image")
-                if rounds > 1:
-                    log("note: the system files were used %d times over to fill the image" % rounds)
-            zeros = bytes(1 << 20)
-            left = size - written
-            while left:
-                n = min(left, len(zeros))
-                h.update(zeros[:n])
-                left -= n
-            out.truncate(size)  # zero tail, sparse
-        done = True
-    finally:
-        if not done:
-            for t in (tmp, mtmp):
-                try:
-                    os.unlink(t)
-                except OSError:
-                    pass
-    info = {"size": size, "fill": fill, "data_bytes": written, "files": nfiles,
-            "sha256": h.hexdigest(), "layout": "corpus A, then files from %s sorted by "
-            "SHA-256 of their path (at most %d MiB each), then zeros"
-            % (", ".join(SYSTEM_ROOTS), MAX_FILE_PART >> 20),
-            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    os.replace(mtmp, manifest)
-    os.replace(tmp, img)
-    with open(meta, "w") as f:
-        json.dump(info, f, indent=1)
-    log("image ready: %d files, sha256 %s" % (nfiles, info["sha256"]))
-    return img, info
-
-
-# ---------------------------------------------------------------- QMP client
-
-class QMP:
-    def __init__(self, path, timeout=30.0):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-        self.events = []
-        self.greeting = self._read()
-        if "QMP" not in self.greeting:
-            raise DemoError("unexpected QMP greeting on %s: %r" % (path, self.greeting))
-        self.cmd("qmp_capabilities")
-
-    def _read(self, deadline=None):
-        while b"\n" not in self.buf:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout()
-                self.sock.settimeout(left)
-            data = self.sock.recv(65536)
-            if not data:
-                raise DemoError("QEMU closed its QMP socket %s (did it exit?)" % self.path)
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def cmd(self, name, timeout=30.0, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                resp = self._read(deadline)
-            except socket.timeout:
-                raise DemoError("QMP %s: no answer within %.0f s" % (name, timeout))
-            if "event" in resp:
-                self.events.append(resp)
-                continue
-            if "error" in resp:
-                raise QMPError(name, resp["error"].get("class"), resp["error"].get("desc"))
-            return resp.get("return")
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-# ---------------------------------------------------------------- QEMU processes
-
-_children = []
-_libc = None
-
-
-def _die_with_parent():
-    # If this script is killed outright, the kernel kills its QEMUs too.
-    try:
-        if _libc is not None:
-            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def kill_all():
-    for p in list(_children):
-        if p.poll() is None:
-            try:
-                p.terminate()
-            except OSError:
-                pass
-    deadline = time.monotonic() + 5
-    for p in list(_children):
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        _children.remove(p)
-
-
-def tail(path, n=25):
-    try:
-        with open(path, errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join("    | " + l for l in lines[-n:]) or "    | (empty)"
-
-
-class Qemu:
-    def __init__(self, role, binary, args, workdir):
-        self.role, self.binary = role, binary
-        self.sock = os.path.join(workdir, role + ".qmp")
-        self.logpath = os.path.join(workdir, role + ".log")
-        self.cmdline = [binary] + args + ["-qmp", "unix:%s,server=on,wait=off" % self.sock]
-        self.logf = open(self.logpath, "wb")
-        try:
-            self.proc = subprocess.Popen(self.cmdline, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-                                         start_new_session=True)  # Ctrl-C reaches only us; we stop them
-        except OSError as e:
-            raise DemoError("cannot start %s QEMU %s: %s" % (role, binary, e))
-        _children.append(self.proc)
-        self.pid = self.proc.pid
-        self.qmp = None
-
-    def connect(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise DemoError("%s QEMU exited with status %d while starting.\n  command: %s\n"
-                                "  its output:\n%s" % (self.role, self.proc.returncode,
-                                                      " ".join(self.cmdline), tail(self.logpath)))
-            if os.path.exists(self.sock):
-                try:
-                    self.qmp = QMP(self.sock)
-                    return self
-                except (ConnectionRefusedError, FileNotFoundError):
-                    pass
-            if time.monotonic() > deadline:
-                raise DemoError("%s QEMU did not open its QMP socket within %.0f s.\n  its output:\n%s"
-                                % (self.role, timeout, tail(self.logpath)))
-            time.sleep(0.05)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def died_msg(self):
-        return ("%s QEMU (pid %d) exited with status %s.\n  its output:\n%s"
-                % (self.role, self.pid, self.proc.returncode, tail(self.logpath)))
-
-    def cpu_seconds(self):
-        """utime+stime of the whole process (all threads) in seconds."""
-        with open("/proc/%d/stat" % self.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
-
-    def stop(self):
-        if self.qmp:
-            try:
-                self.qmp.cmd("quit", timeout=5)
-            except Exception:
-                pass
-            self.qmp.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc in _children:
-            _children.remove(self.proc)
-        self.logf.close()
 
 
 def host_busy_seconds():
@@ -383,40 +51,6 @@ def host_busy_seconds():
         v = [int(x) for x in f.readline().split()[1:]]
     # user nice system idle iowait irq softirq steal ...
     return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / float(os.sysconf("SC_CLK_TCK"))
-
-
-def qpl_libraries(pid):
-    """Shared libraries with 'qpl' in their name mapped by a process, with a short hash:
-    which build of the library a run really used."""
-    libs = set()
-    try:
-        with open("/proc/%d/maps" % pid) as f:
-            for line in f:
-                parts = line.split(None, 5)
-                path = parts[5].strip() if len(parts) > 5 else ""
-                if "qpl" in os.path.basename(path) and ".so" in os.path.basename(path):
-                    libs.add(path)
-    except OSError:
-        return []
-    out = []
-    for path in sorted(libs):
-        try:
-            with open(path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()[:12]
-            out.append("%s (sha256 %s, %s)" % (path, digest, time.strftime(
-                "%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(path)))))
-        except OSError:
-            out.append(path)
-    return out
-
-
-def kvm_usable():
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return False, "/dev/kvm: %s" % e.strerror
-    os.close(fd)
-    return True, ""
 
 
 def resolve_binary(name):
@@ -446,116 +80,7 @@ def firmware_dir():
     return own
 
 
-def multifd_methods(qmp):
-    """The multifd-compression values this QEMU accepts, from its QMP schema."""
-    schema = qmp.cmd("query-qmp-schema")
-    by_name = {e["name"]: e for e in schema}
-    for e in schema:
-        if e.get("meta-type") == "command" and e["name"] == "migrate-set-parameters":
-            args = by_name.get(e["arg-type"], {})
-            for m in args.get("members", []):
-                if m["name"] == "multifd-compression":
-                    t = by_name.get(m["type"], {})
-                    return list(t.get("values", []))
-    return None
-
-
-# ---------------------------------------------------------------- RAM verification
-
-def ram_block(q, size, image=None):
-    """(host address, length) of the guest RAM block of QEMU q."""
-    text = None
-    try:
-        text = q.qmp.cmd("x-query-ramblock")["human-readable-text"]
-    except QMPError:
-        text = q.qmp.cmd("human-monitor-command", **{"command-line": "info ramblock"})
-    blocks = []
-    for line in text.splitlines()[1:]:
-        tok = line.split()
-        hexes = re.findall(r"0x[0-9a-fA-F]+", line)
-        if not tok or len(hexes) < 3:
-            continue
-        used = int(hexes[1], 16)
-        hva = int(hexes[3], 16) if len(hexes) >= 4 else None
-        blocks.append((tok[0], used, hva))
-    pick = None
-    for want in ("ram0", "pc.ram"):
-        pick = pick or next((b for b in blocks if b[0] == want), None)
-    if pick is None and blocks:
-        pick = max(blocks, key=lambda b: b[1])
-    if pick is None:
-        raise DemoError("%s QEMU: no RAM block in x-query-ramblock output:\n%s" % (q.role, text))
-    name, used, hva = pick
-    if used != size:
-        raise DemoError("%s QEMU: RAM block %s is %d bytes, expected %d" % (q.role, name, used, size))
-    if hva is None:
-        hva = hva_from_maps(q.pid, size, image)  # QEMU before 9.x prints no HVA column
-    return hva, used
-
-
-def hva_from_maps(pid, size, image):
-    found = []
-    with open("/proc/%d/maps" % pid) as f:
-        for line in f:
-            parts = line.split(None, 5)
-            lo, hi = (int(x, 16) for x in parts[0].split("-"))
-            path = parts[5].strip() if len(parts) > 5 else ""
-            if hi - lo != size or not parts[1].startswith("rw"):
-                continue
-            if image is not None and path == os.path.realpath(image):
-                return lo
-            if image is None and path == "":
-                found.append(lo)
-    if len(found) == 1:
-        return found[0]
-    raise DemoError("cannot locate guest RAM of pid %d in /proc/%d/maps (candidates: %d); "
-                    "this QEMU prints no HVA in x-query-ramblock" % (pid, pid, len(found)))
-
-
-def read_mem(pid, addr, length, chunk=8 << 20):
-    with open("/proc/%d/mem" % pid, "rb", buffering=0) as f:
-        f.seek(addr)
-        left = length
-        while left:
-            buf = f.read(min(chunk, left))
-            if not buf:
-                raise DemoError("short read of /proc/%d/mem at 0x%x" % (pid, addr + length - left))
-            left -= len(buf)
-            yield buf
-
-
-def hash_mem(pid, addr, length, out, key):
-    try:
-        h = hashlib.sha256()
-        for buf in read_mem(pid, addr, length):
-            h.update(buf)
-        out[key] = h.hexdigest()
-    except Exception as e:  # reported by the caller
-        out[key] = e
-
-
-def diff_pages(a, b, length, limit=5):
-    """Counts differing 4 KiB pages between two (pid, addr) RAM views."""
-    ga, gb = read_mem(a[0], a[1], length), read_mem(b[0], b[1], length)
-    off, count, first = 0, 0, []
-    for x, y in zip(ga, gb):
-        if x != y:
-            for p in range(0, len(x), PAGE):
-                if x[p:p + PAGE] != y[p:p + PAGE]:
-                    count += 1
-                    if len(first) < limit:
-                        first.append(off + p)
-        off += len(x)
-    return count, first
-
-
 # ---------------------------------------------------------------- one migration
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Progress:
     def __init__(self, label):
@@ -563,12 +88,13 @@ class Progress:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
 
-    def show(self, pct, wire, force=False):
+    def show(self, pct, wire, syncs, force=False):
         now = time.monotonic()
         if not force and now - self.last < (0.2 if self.tty else 2.0):
             return
         self.last = now
-        msg = "  %s: %5.1f %% of RAM transferred, %s MiB on the wire" % (self.label, pct, fmt_mib(wire))
+        msg = "  %s: %5.1f %% of RAM transferred, %s MiB on the wire, pass %d" % (
+            self.label, pct, fmt_mib(wire), syncs)
         if self.tty:
             sys.stderr.write("\r" + msg + "\033[K")
         else:
@@ -581,191 +107,248 @@ class Progress:
             sys.stderr.flush()
 
 
-def start_incoming(dst, port_opt):
-    """migrate-incoming on 127.0.0.1; returns the port. Retries on a taken port."""
-    tries = 1 if port_opt else 5
-    exit_on_error = True
-    last = None
-    for _ in range(tries):
-        port = port_opt or free_port()
-        uri = "tcp:127.0.0.1:%d" % port
-        args = {"uri": uri}
-        if exit_on_error:
-            args["exit-on-error"] = False  # keep the destination up to report errors
+def start_pair(spec, opts, image, workdir):
+    """The destination (paused, waiting) and the source QEMU; the source's guest RAM is the image,
+    mapped privately so the file never changes.  With --guest running the source boots the
+    guest program from a small disk, which the destination must have too."""
+    size = opts.size
+    base = ["-L", opts.firmware, "-nographic", "-nodefaults", "-accel", opts.accel,
+            "-machine", "q35,memory-backend=ram0", "-m", str(size >> 20) + "M"]
+    src_dev, dst_dev = [], []
+    if opts.guest == "running":
+        disk = running_guest.write_disk(os.path.join(workdir, "guest-disk.img"), opts.guest_cfg)
+        src_dev = running_guest.qemu_args(disk, os.path.join(workdir, "src-firmware.log"))
+        dst_dev = running_guest.qemu_args(disk, os.path.join(workdir, "dst-firmware.log"))
+    # The destination stays paused after the migration (-S), so its RAM holds still for the check.
+    dst = Qemu("dst", spec["dst"], base + ["-S"] + dst_dev + [
+        "-object", "memory-backend-ram,id=ram0,size=%d" % size, "-incoming", "defer"], workdir)
+    # prealloc: the guest's RAM is read in from the image before the clock starts, so no
+    # method pays for page faults or disk reads.
+    src = Qemu("src", spec["src"], base + ([] if opts.guest == "running" else ["-S"]) + src_dev + [
+        "-object", "memory-backend-file,id=ram0,size=%d,mem-path=%s,share=off,prealloc=on"
+        % (size, image)], workdir)
+    return src, dst
+
+
+def configure(src, dst, method, channels, opts, result):
+    for q in (src, dst):
+        v = q.qmp.greeting["QMP"]["version"]
+        result[q.role + "_version"] = ("%d.%d.%d %s" % (v["qemu"]["major"], v["qemu"]["minor"],
+                                                        v["qemu"]["micro"], v.get("package", ""))).strip()
+        result[q.role + "_qpl_libraries"] = qpl_libraries(q.pid)
+        have = multifd_methods(q.qmp)
+        if have is not None and method not in have:
+            raise Unsupported("%s QEMU %s (%s) has no multifd-compression '%s'; it offers: %s"
+                              % (q.role, q.binary, result[q.role + "_version"], method,
+                                 ", ".join(have)))
+        q.qmp.cmd("migrate-set-capabilities",
+                  capabilities=[{"capability": "multifd", "state": True}])
+        params = {"multifd-channels": channels, "multifd-compression": method}
+        if q is dst and os.environ.get("QPL_DEMO_DST_COMPRESSION"):
+            # Self-test of the failure path: a destination expecting another method.
+            params["multifd-compression"] = os.environ["QPL_DEMO_DST_COMPRESSION"]
+        if q is src:
+            params["max-bandwidth"] = opts.max_bandwidth or UNLIMITED_BW
+            if opts.guest == "running":
+                params["downtime-limit"] = running_guest.LIVE_DOWNTIME_MS
+                params["avail-switchover-bandwidth"] = running_guest.LIVE_SWITCHOVER_BW
+            elif opts.downtime_limit is not None:
+                params["downtime-limit"] = opts.downtime_limit
         try:
-            dst.qmp.cmd("migrate-incoming", **args)
-            return port
+            q.qmp.cmd("migrate-set-parameters", **params)
         except QMPError as e:
-            if "exit-on-error" in (e.desc or ""):
-                exit_on_error = False  # older QEMU
-                try:
-                    del args["exit-on-error"]
-                    dst.qmp.cmd("migrate-incoming", **args)
-                    return port
-                except QMPError as e2:
-                    e = e2
-            last = e
-            if "in use" not in (e.desc or "") and "bind" not in (e.desc or "").lower():
-                raise DemoError("destination could not listen on %s: %s" % (uri, e.desc))
-    if port_opt:
-        raise DemoError("port %d on 127.0.0.1 is in use (%s); pick another with --port or leave "
-                        "--port out to choose a free one" % (port_opt, last.desc))
-    raise DemoError("could not find a free port on 127.0.0.1 after %d tries: %s" % (tries, last.desc))
+            if "multifd-compression" in (e.desc or "") or method in (e.desc or ""):
+                raise Unsupported("%s QEMU %s does not accept multifd-compression '%s': %s"
+                                  % (q.role, q.binary, method, e.desc))
+            raise
+
+
+def migrate(src, dst, port, opts, label, live):
+    """migrate, then query-migrate every 50 ms until both sides completed; the source's last
+    answer.  `live` (or None) watches the running guest and paces the passes."""
+    prog = Progress(label)
+    t0 = time.monotonic()
+    if live:
+        live.begin()
+    src.qmp.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
+    deadline = t0 + opts.timeout
+    pct = 0.0
+    while True:
+        if not dst.alive():
+            raise DemoError("migration broke: " + dst.died_msg())
+        if not src.alive():
+            raise DemoError("migration broke: " + src.died_msg())
+        info = src.qmp.cmd("query-migrate")
+        status = info.get("status")
+        ram = info.get("ram", {})
+        if ram.get("total"):
+            pct = 100.0 * (ram["total"] - ram.get("remaining", 0)) / ram["total"]
+            prog.show(pct, ram.get("transferred", 0), ram.get("dirty-sync-count", 0),
+                      force=status == "completed")
+        if status == "completed":
+            break
+        if status in ("failed", "cancelled"):
+            prog.done()
+            derr = ""
+            try:
+                dinfo = dst.qmp.cmd("query-migrate", timeout=5)
+                if dinfo.get("error-desc"):
+                    derr = "; destination says: " + dinfo["error-desc"]
+            except Exception:
+                if not dst.alive():
+                    derr = "; " + dst.died_msg()
+            raise DemoError("migration %s: %s%s" % (status, info.get("error-desc", "(no error-desc)"), derr))
+        if live:
+            try:
+                live.poll(info)
+            except DemoError:
+                prog.done()
+                raise
+        if time.monotonic() > deadline:
+            prog.done()
+            raise DemoError("migration did not complete within %d s (status %s, %.1f %% done); "
+                            "raise --timeout if the machine is just slow" % (opts.timeout, status, pct))
+        time.sleep(0.05)
+    prog.done()
+    # The destination finishes loading after the source reports completion.
+    while True:
+        dinfo = dst.qmp.cmd("query-migrate")
+        if dinfo.get("status") == "completed":
+            break
+        if dinfo.get("status") in ("failed", "cancelled"):
+            raise DemoError("destination: migration %s: %s" % (dinfo["status"], dinfo.get("error-desc")))
+        if time.monotonic() > deadline:
+            raise DemoError("destination did not finish loading within %d s (status %s)"
+                            % (opts.timeout, dinfo.get("status")))
+        if not dst.alive():
+            raise DemoError(dst.died_msg())
+        time.sleep(0.02)
+    return info, time.monotonic() - t0
+
+
+def counters(info, size, cpu, wall, other):
+    ram = info["ram"]
+    total_ms = info.get("total-time", 0)
+    setup_ms = info.get("setup-time", 0)
+    xfer_s = max(total_ms - setup_ms, 1) / 1000.0
+    return {
+        "total_ms": total_ms, "downtime_ms": info.get("downtime"), "setup_ms": setup_ms,
+        "mbps": ram.get("mbps"), "qemu_pages_per_second": ram.get("pages-per-second"),
+        "pages_per_second": (ram.get("normal", 0) + ram.get("duplicate", 0)) / xfer_s,
+        "wire_bytes": ram.get("transferred"), "ram_bytes": ram.get("total"),
+        "wire_ratio": ram.get("transferred", 0) / float(ram.get("total") or size),
+        "normal_pages": ram.get("normal"), "zero_pages": ram.get("duplicate"),
+        "multifd_bytes": ram.get("multifd-bytes"), "dirty_syncs": ram.get("dirty-sync-count"),
+        "src_cpu_s": cpu[0], "dst_cpu_s": cpu[1],
+        "src_cpu_pct": 100.0 * cpu[0] / max(total_ms / 1000.0, 1e-3),
+        "dst_cpu_pct": 100.0 * cpu[1] / max(total_ms / 1000.0, 1e-3),
+        "wall_s": wall, "other_cpu_s": other, "other_cpu_pct": 100.0 * other / max(wall, 1e-3),
+    }
+
+
+def verify_ram(src, dst, size, image, image_info, running):
+    """Proof: the destination's guest RAM equals the source's.  A paused guest's also equals the
+    image; a running guest's differs from it in the pages the firmware and the guest wrote."""
+    s_addr, s_len = ram_block(src, size, image)
+    d_addr, d_len = ram_block(dst, size, None)
+    if os.environ.get("QPL_DEMO_CORRUPT_DST"):
+        # Self-test of the verification: flip one byte of the destination's RAM.
+        off = int(os.environ["QPL_DEMO_CORRUPT_DST"], 0) % size
+        with open("/proc/%d/mem" % dst.pid, "r+b", buffering=0) as f:
+            f.seek(d_addr + off)
+            b = f.read(1)
+            f.seek(d_addr + off)
+            f.write(bytes([b[0] ^ 0xFF]))
+        log("  QPL_DEMO_CORRUPT_DST: flipped the destination's RAM byte at 0x%x" % off)
+    if running and os.environ.get("QPL_DEMO_RESUME_DST"):
+        # Self-test: let the destination's guest run on, so its RAM moves away from the source's.
+        dst.qmp.cmd("cont")
+        time.sleep(0.5)
+        log("  QPL_DEMO_RESUME_DST: the destination's guest ran for 0.5 s before the check")
+    hashes = {}
+    ts = [threading.Thread(target=hash_mem, args=(src.pid, s_addr, s_len, hashes, "src",
+                                                  image if running else None)),
+          threading.Thread(target=hash_mem, args=(dst.pid, d_addr, d_len, hashes, "dst"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for k in ("src", "dst"):
+        if isinstance(hashes[k], Exception):
+            raise DemoError("could not read the %s QEMU's guest RAM from /proc/PID/mem: %s (run as root: "
+                            "reading another process's memory needs ptrace rights)" % (k, hashes[k]))
+    out = {"src_sha256": hashes["src"], "dst_sha256": hashes["dst"],
+           "image_sha256": image_info["sha256"],
+           "ram_equal": hashes["src"] == hashes["dst"],
+           "src_equals_image": hashes["src"] == image_info["sha256"]}
+    if "src_changed" in hashes:
+        out["pages_changed_from_image"] = hashes["src_changed"]
+    if not out["ram_equal"]:
+        n, first, detail = diff_pages((src.pid, s_addr), (dst.pid, d_addr), size)
+        out["differing_pages"] = n
+        out["first_differing_offsets"] = ["0x%x" % o for o in first]
+        out["first_differing_bytes"] = ["0x%x: src %02x dst %02x" % d for d in detail]
+    return out
+
+
+def break_guest_later(live, delay):
+    """Self-test of the crash detection: clear the guest's timer gate `delay` seconds into the
+    migration; its next tick then faults with no handler left, i.e. a triple fault."""
+    def clobber():
+        time.sleep(delay)
+        try:
+            with open("/proc/%d/mem" % live.src.pid, "r+b", buffering=0) as f:
+                f.seek(live.hva + running_guest.TIMER_GATE_GPA)
+                f.write(bytes(8))
+            log("  QPL_DEMO_BREAK_GUEST: cleared the source guest's timer gate")
+        except OSError as e:
+            log("  QPL_DEMO_BREAK_GUEST: could not write the guest's memory: %s" % e)
+    threading.Thread(target=clobber, daemon=True).start()
 
 
 def run_one(spec, channels, opts, image, image_info, workdir, label):
     size = opts.size
     method = spec["method"]
-    common = ["-L", opts.firmware, "-nographic", "-nodefaults", "-accel", opts.accel,
-              "-machine", "q35,memory-backend=ram0", "-m", str(size >> 20) + "M", "-S"]
+    running = opts.guest == "running"
     src = dst = None
     result = {"method": spec["name"], "compression": method, "channels": channels,
               "src": spec["src_label"], "dst": spec["dst_label"],
-              "src_binary": spec["src"], "dst_binary": spec["dst"]}
+              "src_binary": spec["src"], "dst_binary": spec["dst"], "guest_mode": opts.guest}
     try:
-        dst = Qemu("dst", spec["dst"], common + [
-            "-object", "memory-backend-ram,id=ram0,size=%d" % size, "-incoming", "defer"], workdir)
-        src = Qemu("src", spec["src"], common + [
-            # prealloc: the guest's RAM is read in from the image before the
-            # clock starts, so no method pays for page faults or disk reads.
-            "-object", "memory-backend-file,id=ram0,size=%d,mem-path=%s,share=off,prealloc=on"
-            % (size, image)],
-            workdir)
+        src, dst = start_pair(spec, opts, image, workdir)
         dst.connect()
         src.connect()
-        for q in (src, dst):
-            v = q.qmp.greeting["QMP"]["version"]
-            result[q.role + "_version"] = ("%d.%d.%d %s" % (v["qemu"]["major"], v["qemu"]["minor"],
-                                                            v["qemu"]["micro"], v.get("package", ""))).strip()
-            result[q.role + "_qpl_libraries"] = qpl_libraries(q.pid)
-            have = multifd_methods(q.qmp)
-            if have is not None and method not in have:
-                raise Unsupported("%s QEMU %s (%s) has no multifd-compression '%s'; it offers: %s"
-                                  % (q.role, q.binary, result[q.role + "_version"], method,
-                                     ", ".join(have)))
-            q.qmp.cmd("migrate-set-capabilities",
-                      capabilities=[{"capability": "multifd", "state": True}])
-            params = {"multifd-channels": channels, "multifd-compression": method}
-            if q is dst and os.environ.get("QPL_DEMO_DST_COMPRESSION"):
-                # Self-test of the failure path: a destination expecting another method.
-                params["multifd-compression"] = os.environ["QPL_DEMO_DST_COMPRESSION"]
-            if q is src:
-                params["max-bandwidth"] = opts.max_bandwidth or UNLIMITED_BW
-                if opts.downtime_limit is not None:
-                    params["downtime-limit"] = opts.downtime_limit
-            try:
-                q.qmp.cmd("migrate-set-parameters", **params)
-            except QMPError as e:
-                if "multifd-compression" in (e.desc or "") or method in (e.desc or ""):
-                    raise Unsupported("%s QEMU %s does not accept multifd-compression '%s': %s"
-                                      % (q.role, q.binary, method, e.desc))
-                raise
+        configure(src, dst, method, channels, opts, result)
+        live = None
+        if running:
+            hva, _ = ram_block(src, size, image)
+            live = running_guest.LiveGuest(src, hva, opts.guest_cfg,
+                                           os.path.join(workdir, "src-firmware.log"),
+                                           opts.live_syncs, opts.converge_ms)
+            t_boot = time.monotonic()
+            live.wait_started(opts.boot_timeout)
+            result["guest_boot_s"] = time.monotonic() - t_boot
+            if os.environ.get("QPL_DEMO_BREAK_GUEST"):
+                break_guest_later(live, float(os.environ["QPL_DEMO_BREAK_GUEST"]))
         port = start_incoming(dst, opts.port)
         result["port"] = port
 
-        prog = Progress(label)
-        t_cpu = (src.cpu_seconds(), dst.cpu_seconds())
+        # The source's vCPU threads run the guest, not the migration: their CPU is counted apart.
+        vcpus = src.vcpu_threads()
+        t_cpu = (src.cpu_seconds(), dst.cpu_seconds(), src.vcpu_seconds(vcpus))
         t_busy = host_busy_seconds()
-        t0 = time.monotonic()
-        src.qmp.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
-        deadline = t0 + opts.timeout
-        pct = 0.0
-        while True:
-            if not dst.alive():
-                raise DemoError("migration broke: " + dst.died_msg())
-            if not src.alive():
-                raise DemoError("migration broke: " + src.died_msg())
-            info = src.qmp.cmd("query-migrate")
-            status = info.get("status")
-            ram = info.get("ram", {})
-            if ram.get("total"):
-                pct = 100.0 * (ram["total"] - ram.get("remaining", 0)) / ram["total"]
-                prog.show(pct, ram.get("transferred", 0), force=status == "completed")
-            if status == "completed":
-                break
-            if status in ("failed", "cancelled"):
-                prog.done()
-                derr = ""
-                try:
-                    dinfo = dst.qmp.cmd("query-migrate", timeout=5)
-                    if dinfo.get("error-desc"):
-                        derr = "; destination says: " + dinfo["error-desc"]
-                except Exception:
-                    if not dst.alive():
-                        derr = "; " + dst.died_msg()
-                raise DemoError("migration %s: %s%s" % (status, info.get("error-desc", "(no error-desc)"), derr))
-            if time.monotonic() > deadline:
-                prog.done()
-                raise DemoError("migration did not complete within %d s (status %s, %.1f %% done); "
-                                "raise --timeout if the machine is just slow" % (opts.timeout, status, pct))
-            time.sleep(0.05)
-        prog.done()
-        # The destination finishes loading after the source reports completion.
-        while True:
-            dinfo = dst.qmp.cmd("query-migrate")
-            if dinfo.get("status") == "completed":
-                break
-            if dinfo.get("status") in ("failed", "cancelled"):
-                raise DemoError("destination: migration %s: %s" % (dinfo["status"], dinfo.get("error-desc")))
-            if time.monotonic() > deadline:
-                raise DemoError("destination did not finish loading within %d s (status %s)"
-                                % (opts.timeout, dinfo.get("status")))
-            if not dst.alive():
-                raise DemoError(dst.died_msg())
-            time.sleep(0.02)
-        wall = time.monotonic() - t0
-        cpu = (src.cpu_seconds() - t_cpu[0], dst.cpu_seconds() - t_cpu[1])
-        other = max(0.0, host_busy_seconds() - t_busy - cpu[0] - cpu[1])
-
-        ram = info["ram"]
-        total_ms = info.get("total-time", 0)
-        setup_ms = info.get("setup-time", 0)
-        xfer_s = max(total_ms - setup_ms, 1) / 1000.0
-        result.update({
-            "total_ms": total_ms, "downtime_ms": info.get("downtime"), "setup_ms": setup_ms,
-            "mbps": ram.get("mbps"), "qemu_pages_per_second": ram.get("pages-per-second"),
-            "pages_per_second": (ram.get("normal", 0) + ram.get("duplicate", 0)) / xfer_s,
-            "wire_bytes": ram.get("transferred"), "ram_bytes": ram.get("total"),
-            "wire_ratio": ram.get("transferred", 0) / float(ram.get("total") or size),
-            "normal_pages": ram.get("normal"), "zero_pages": ram.get("duplicate"),
-            "multifd_bytes": ram.get("multifd-bytes"),
-            "src_cpu_s": cpu[0], "dst_cpu_s": cpu[1],
-            "src_cpu_pct": 100.0 * cpu[0] / max(total_ms / 1000.0, 1e-3),
-            "dst_cpu_pct": 100.0 * cpu[1] / max(total_ms / 1000.0, 1e-3),
-            "wall_s": wall, "other_cpu_s": other, "other_cpu_pct": 100.0 * other / max(wall, 1e-3),
-        })
-
-        # Proof: the destination's guest RAM equals the source's (and the image).
-        s_addr, s_len = ram_block(src, size, image)
-        d_addr, d_len = ram_block(dst, size, None)
-        if os.environ.get("QPL_DEMO_CORRUPT_DST"):
-            # Self-test of the verification: flip one byte of the destination's RAM.
-            off = int(os.environ["QPL_DEMO_CORRUPT_DST"], 0) % size
-            with open("/proc/%d/mem" % dst.pid, "r+b", buffering=0) as f:
-                f.seek(d_addr + off)
-                b = f.read(1)
-                f.seek(d_addr + off)
-                f.write(bytes([b[0] ^ 0xFF]))
-            log("  QPL_DEMO_CORRUPT_DST: flipped the destination's RAM byte at 0x%x" % off)
-        hashes = {}
-        ts = [threading.Thread(target=hash_mem, args=(src.pid, s_addr, s_len, hashes, "src")),
-              threading.Thread(target=hash_mem, args=(dst.pid, d_addr, d_len, hashes, "dst"))]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        for k in ("src", "dst"):
-            if isinstance(hashes[k], Exception):
-                raise DemoError("could not read the %s QEMU's guest RAM from /proc/PID/mem: %s (run as root: "
-                                "reading another process's memory needs ptrace rights)" % (k, hashes[k]))
-        result.update({"src_sha256": hashes["src"], "dst_sha256": hashes["dst"],
-                       "image_sha256": image_info["sha256"],
-                       "ram_equal": hashes["src"] == hashes["dst"],
-                       "src_equals_image": hashes["src"] == image_info["sha256"]})
-        if not result["ram_equal"]:
-            n, first = diff_pages((src.pid, s_addr), (dst.pid, d_addr), size)
-            result["differing_pages"] = n
-            result["first_differing_offsets"] = ["0x%x" % o for o in first]
+        info, wall = migrate(src, dst, port, opts, label, live)
+        guest_cpu = src.vcpu_seconds(vcpus) - t_cpu[2]
+        cpu = (src.cpu_seconds() - t_cpu[0] - guest_cpu, dst.cpu_seconds() - t_cpu[1])
+        other = max(0.0, host_busy_seconds() - t_busy - cpu[0] - cpu[1] - guest_cpu)
+        result.update(counters(info, size, cpu, wall, other))
+        result["guest_cpu_s"] = guest_cpu
+        if live:
+            result.update(live.finish(info))
+        result.update(verify_ram(src, dst, size, image, image_info, running))
+        if live and result["live_problems"] and result["ram_equal"]:
+            raise DemoError("RAM equal, but this was no test of a running guest: "
+                            + "; ".join(result["live_problems"]))
         return result
     finally:
         for q in (src, dst):
@@ -812,6 +395,15 @@ COLUMNS = [
     ("src CPU s", "src_cpu_s", "r"), ("dst CPU s", "dst_cpu_s", "r"),
     ("other CPU %", "other_cpu_pct", "r"), ("RAM", None, "l"),
 ]
+# Shown when the guest ran during the migration, before the RAM column.
+LIVE_COLUMNS = [("passes", "dirty_syncs", "r"), ("resent pages", "resent_pages", "r"),
+                ("guest ops", "guest_ops", "r")]
+
+
+def columns_for(rows):
+    if not any(r.get("guest_mode") == "running" for r in rows):
+        return COLUMNS
+    return COLUMNS[:-1] + LIVE_COLUMNS + COLUMNS[-1:]
 
 
 def cell(row, key, title):
@@ -838,16 +430,17 @@ def cell(row, key, title):
 
 
 def render_table(rows):
-    head = [c[0] for c in COLUMNS]
-    body = [[cell(r, k, t) for t, k, _ in COLUMNS] for r in rows]
+    cols = columns_for(rows)
+    head = [c[0] for c in cols]
+    body = [[cell(r, k, t) for t, k, _ in cols] for r in rows]
     widths = [max(len(head[i]), *(len(b[i]) for b in body)) for i in range(len(head))]
 
     def line(vals):
         out = []
         for i, v in enumerate(vals):
-            out.append(v.ljust(widths[i]) if COLUMNS[i][2] == "l" else v.rjust(widths[i]))
+            out.append(v.ljust(widths[i]) if cols[i][2] == "l" else v.rjust(widths[i]))
         return "| " + " | ".join(out) + " |"
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if COLUMNS[i][2] == "r" else ("-" * (w + 2))
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if cols[i][2] == "r" else ("-" * (w + 2))
                          for i, w in enumerate(widths)) + "|"
     return "\n".join([line(head), sep] + [line(b) for b in body])
 
@@ -860,11 +453,18 @@ FOOTNOTE = (
     "100 ms sample (what upstream's tables show). CPU % = process CPU seconds (utime+stime, all threads, from "
     "/proc/PID/stat) / total time, % of one core. other CPU % = what every other process on the machine "
     "used meanwhile (from /proc/stat), % of one core: well above 0 means the figures are disturbed.")
+LIVE_FOOTNOTE = (
+    "Running guest: passes = query-migrate ram.dirty-sync-count at completion (QEMU's dirty-bitmap syncs: "
+    "the first pass over all RAM, each resend pass, the final stop-and-copy; a paused guest completes at "
+    "3). resent pages = pages sent (normal + zero) - pages of RAM: what the guest dirtied and QEMU sent "
+    "again. guest ops = RAM operations the guest program did between migrate and completion (its "
+    "heartbeat x ops per tick). downtime = how long the guest really stood still.")
 
 
 NUMERIC = ["total_ms", "downtime_ms", "setup_ms", "mbps", "pages_per_second", "qemu_pages_per_second",
            "wire_bytes", "ram_bytes", "wire_ratio", "src_cpu_s", "dst_cpu_s", "src_cpu_pct",
-           "dst_cpu_pct", "wall_s", "other_cpu_s", "other_cpu_pct"]
+           "dst_cpu_pct", "wall_s", "other_cpu_s", "other_cpu_pct", "dirty_syncs", "resent_pages",
+           "guest_ops", "pages_changed_from_image"]
 
 
 def median_row(runs):
@@ -893,7 +493,22 @@ def main(argv=None):
     ap.add_argument("--max-bandwidth", type=parse_bandwidth, default=None,
                     help="source max-bandwidth in bytes/s, e.g. 1G or 100G (default: unlimited)")
     ap.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
-                    help="source downtime-limit in ms (default: QEMU's, 300; upstream's tables used 100)")
+                    help="source downtime-limit in ms (default: QEMU's, 300; upstream's tables used 100); "
+                         "with a running guest, the limit it converges with after the live passes")
+    ap.add_argument("--guest", choices=["running", "paused"], default="running",
+                    help="running: the source's guest keeps rewriting its RAM during the migration "
+                         "(default); paused: the image is migrated untouched")
+    ap.add_argument("--guest-hz", type=int, default=DEFAULT_GUEST_HZ,
+                    help="running guest: timer ticks per second (%d)" % DEFAULT_GUEST_HZ)
+    ap.add_argument("--guest-ops", type=int, default=DEFAULT_GUEST_OPS,
+                    help="running guest: RAM operations per tick (%d)" % DEFAULT_GUEST_OPS)
+    ap.add_argument("--guest-hot", type=parse_size, default=None, metavar="SIZE",
+                    help="running guest: size of the region it writes, from 2 MiB up (default: a quarter "
+                         "of the RAM)")
+    ap.add_argument("--live-syncs", type=int, default=DEFAULT_LIVE_SYNCS, metavar="N",
+                    help="running guest: until QEMU's dirty-sync-count reaches N, it may switch over "
+                         "only after a pass that found no dirty page; then --downtime-limit applies (%d)"
+                         % DEFAULT_LIVE_SYNCS)
     ap.add_argument("--repeat", type=int, default=1, help="runs per method; the table shows medians")
     ap.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     ap.add_argument("--src-binary", default=None, help="source QEMU: ours, intel-qpl, system or a path")
@@ -924,18 +539,23 @@ def main(argv=None):
         ap.error("--channels must be between 1 and 255")
     if opts.repeat < 1:
         ap.error("--repeat must be at least 1")
+    if opts.guest == "running":
+        if opts.live_syncs < running_guest.MIN_LIVE_SYNCS:
+            ap.error("--live-syncs must be at least %d (a paused guest already completes at 3)"
+                     % running_guest.MIN_LIVE_SYNCS)
+        try:
+            opts.guest_cfg = running_guest.GuestConfig(opts.size, opts.guest_hz, opts.guest_ops,
+                                                       opts.guest_hot)
+        except DemoError as e:
+            ap.error(str(e))
+        opts.converge_ms = opts.downtime_limit if opts.downtime_limit is not None else 300
+        opts.boot_timeout = 120
     src_default = opts.src_binary or "ours"
     dst_default = opts.dst_binary or opts.src_binary or "ours"
     if opts.pair:
         if ":" not in opts.pair:
             ap.error("--pair takes SRC:DST, e.g. ours:intel-qpl")
         src_default, dst_default = opts.pair.split(":", 1)
-
-    global _libc
-    try:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        _libc = None
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt()
@@ -967,13 +587,16 @@ def main(argv=None):
 def format_report(doc):
     """The table and the verification lines, from the document --json/--save write."""
     h, rows = doc["header"], doc["rows"]
-    out = ["qpl-demo %s — %s guest RAM, %.0f %% real data (%d MiB), paused guest, multifd over "
+    out = ["qpl-demo %s — %s guest RAM, %.0f %% real data (%d MiB), %s, multifd over "
            "127.0.0.1, accel %s, max-bandwidth %s, %s"
            % (h["date"], fmt_size(h["guest_ram"]), h["fill"] * 100, h["image_data_bytes"] >> 20,
-              h.get("accel_note", h["accel"]),
+              h.get("guest_desc", "paused guest"), h.get("accel_note", h["accel"]),
               (fmt_size(h["max_bandwidth"]) + "iB/s") if h.get("max_bandwidth") else "unlimited",
               ("median of %d runs" % h["repeat"]) if h["repeat"] > 1 else "1 run each")]
-    if h.get("downtime_limit") is not None:
+    if h.get("guest", "paused") == "running":
+        out[-1] += (", switch-over only after a pass with no dirty page until pass %d, then "
+                    "downtime-limit %d ms" % (h["live_syncs"], h["converge_ms"]))
+    elif h.get("downtime_limit") is not None:
         out[-1] += ", downtime-limit %d ms" % h["downtime_limit"]
     versions = sorted({"%s = %s" % (r["src"], r["src_version"]) for r in rows} |
                       {"%s = %s" % (r["dst"], r["dst_version"]) for r in rows})
@@ -988,18 +611,26 @@ def format_report(doc):
     if not rows:
         out.append("(no migration completed)")
     else:
-        out += [render_table(rows), "", FOOTNOTE, "",
+        out += [render_table(rows), "", FOOTNOTE] + (
+            [LIVE_FOOTNOTE] if any(r.get("guest_mode") == "running" for r in rows) else []) + ["",
                 "RAM verification: SHA-256 of each side's guest RAM, read from /proc/PID/mem after "
                 "the migration (image: %s)" % h["image_sha256"]]
     for r in doc["runs"]:
         head = "  %-5s ch=%d %s→%s run %d: " % (r["compression"], r["channels"], r["src"], r["dst"], r["run"])
-        if r["ram_equal"]:
+        if r["ram_equal"] and r.get("guest_mode") == "running":
+            line = head + ("equal, sha256 src = dst = %s; the guest ran %d ticks x %d ops during the "
+                           "migration, %d passes, %d pages resent; %d pages now differ from the image" % (
+                               r["dst_sha256"], r["guest_bursts"], r["guest"]["ops_per_tick"],
+                               r["dirty_syncs"], r["resent_pages"], r.get("pages_changed_from_image", -1)))
+        elif r["ram_equal"]:
             line = head + "equal, sha256 src = dst = %s%s" % (
                 r["dst_sha256"], " = image" if r["src_equals_image"]
                 else " (note: the source's RAM differs from the image file)")
         else:
             line = head + "MISMATCH: sha256 src %s, dst %s; %d pages differ, first at %s" % (
                 r["src_sha256"], r["dst_sha256"], r["differing_pages"], ", ".join(r["first_differing_offsets"]))
+            if r.get("first_differing_bytes"):
+                line += "; bytes " + ", ".join(r["first_differing_bytes"])
         out.append(line)
     out += ["note: " + n for n in doc["notes"]]
     out += ["unsupported: " + u for u in doc["unsupported"]]
@@ -1046,6 +677,9 @@ def run(opts, channels, src_default, dst_default, workdir):
     log("accelerator: " + accel_note)
     opts.firmware = firmware_dir()
     image, image_info = prepare_image(opts.size, opts.fill, opts.rebuild_image)
+    if opts.guest == "running":
+        running_guest.boot_sector()  # assemble it now: a missing assembler is one error, not one per run
+        log("guest: " + opts.guest_cfg.describe())
 
     jobs = [(s, ch) for s in runnable for ch in channels]
     results, unsupported = {}, []
@@ -1084,8 +718,12 @@ def run(opts, channels, src_default, dst_default, workdir):
                 continue
             r["run"] = rep + 1
             results.setdefault(key, []).append(r)
-            log("  done: %d ms, %s MiB on the wire, RAM %s"
-                % (r["total_ms"], fmt_mib(r["wire_bytes"]), "equal" if r["ram_equal"] else "DIFFERS"))
+            live = ""
+            if r.get("guest_mode") == "running":
+                live = ", %d passes, %d pages resent, %d guest ops" % (
+                    r["dirty_syncs"], r["resent_pages"], r["guest_ops"])
+            log("  done: %d ms, %s MiB on the wire%s, RAM %s"
+                % (r["total_ms"], fmt_mib(r["wire_bytes"]), live, "equal" if r["ram_equal"] else "DIFFERS"))
 
     rows = [median_row(results[(s["name"], ch)]) for s, ch in jobs if (s["name"], ch) in results]
     mismatch = [r for runs in results.values() for r in runs if not r["ram_equal"]]
@@ -1099,7 +737,11 @@ def run(opts, channels, src_default, dst_default, workdir):
         "accel": opts.accel, "accel_note": accel_note, "guest_ram": opts.size, "fill": opts.fill,
         "image": image, "image_sha256": image_info["sha256"], "image_data_bytes": image_info["data_bytes"],
         "max_bandwidth": opts.max_bandwidth, "downtime_limit": opts.downtime_limit, "repeat": opts.repeat,
+        "guest": opts.guest,
     }
+    if opts.guest == "running":
+        header.update({"guest_desc": opts.guest_cfg.describe(), "guest_config": opts.guest_cfg.as_dict(),
+                       "live_syncs": opts.live_syncs, "converge_ms": opts.converge_ms})
     doc = {"header": header, "rows": rows,
            "runs": [r for s, ch in jobs for r in results.get((s["name"], ch), [])],
            "notes": notes, "unsupported": unsupported, "failures": failures}
