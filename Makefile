@@ -64,7 +64,7 @@ test:
 ASAN_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
 asan:
 	QEMU_QPL_STRESS_SECONDS=1 RUSTFLAGS=-Zsanitizer=address $(CARGO) +nightly test --release \
-	    --target $(ASAN_TARGET) --target-dir target/asan --test running_guest --test abi --test malformed
+	    --target $(ASAN_TARGET) --target-dir target/asan --test running_guest --test abi --test malformed --test properties
 
 # Issue #15: Miri on the codec's and the ABI's unsafe code, with tests sized
 # for it (src/miri_checks.rs), under Stacked and then Tree Borrows.
