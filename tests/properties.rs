@@ -78,10 +78,7 @@ fn make_page(kind: &Kind, size: usize, real: &[u8]) -> Vec<u8> {
             while page.len() < size {
                 let r = xorshift(&mut s);
                 let run = 1 + (r % 300) as usize;
-                page.extend(std::iter::repeat_n(
-                    (r >> 32) as u8,
-                    run.min(size - page.len()),
-                ));
+                page.extend(std::iter::repeat((r >> 32) as u8).take(run.min(size - page.len())));
             }
             page
         }

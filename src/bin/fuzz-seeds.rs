@@ -176,7 +176,7 @@ fn main() {
     let mut fib_page = Vec::new();
     let (mut a, mut b) = (1usize, 1usize);
     for sym in 0u8..24 {
-        fib_page.extend(std::iter::repeat_n(sym.wrapping_mul(37), a.min(4096)));
+        fib_page.extend(std::iter::repeat(sym.wrapping_mul(37)).take(a.min(4096)));
         (a, b) = (b, a + b);
     }
     fib_page.truncate(4096);
