@@ -63,7 +63,7 @@ fn pages() -> Vec<Vec<u8>> {
 #[test]
 fn codec_round_trips_and_faults_under_miri() {
     let mut decoder = PageDecoder::new();
-    for level in [Level::Fast, Level::Strong] {
+    for level in [Level::Turbo, Level::Fast, Level::Strong] {
         let mut encoder = PageEncoder::new(level);
         for page in pages() {
             let mut stream = vec![0u8; PAGE - 1];

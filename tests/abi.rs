@@ -342,20 +342,21 @@ fn payload_at(level: u32, pages: &[&[u8]]) -> Result<u32, (QemuQplStatus, String
 }
 
 #[test]
-fn levels_zero_is_fast_two_is_strong_and_others_are_refused() {
+fn levels_zero_is_fast_two_is_strong_three_is_turbo_and_others_are_refused() {
     let data = common::real_data(PAGE as usize * 64);
     let pages = common::pages(&data, PAGE as usize);
-    let (default, fast, strong) = (
+    let (default, fast, strong, turbo) = (
         payload_at(0, &pages).unwrap(),
         payload_at(1, &pages).unwrap(),
         payload_at(2, &pages).unwrap(),
+        payload_at(3, &pages).unwrap(),
     );
     assert_eq!(default, fast, "the default level is fast");
     assert!(
-        strong < fast,
-        "strong ({strong}) is tighter than fast ({fast})"
+        strong < fast && fast < turbo,
+        "strong ({strong}) < fast ({fast}) < turbo ({turbo})"
     );
-    let (status, message) = payload_at(3, &pages).unwrap_err();
+    let (status, message) = payload_at(5, &pages).unwrap_err();
     assert_eq!(status, QemuQplStatus::InvalidArgument);
-    assert!(message.contains("unknown compression level 3"), "{message}");
+    assert!(message.contains("unknown compression level 5"), "{message}");
 }

@@ -10,7 +10,7 @@ mod common;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
 use qemu_qpl::codec::{Level, PageDecoder, PageEncoder};
 
-const LEVELS: [Level; 2] = [Level::Fast, Level::Strong];
+const LEVELS: [Level; 3] = [Level::Turbo, Level::Fast, Level::Strong];
 const GUARD: usize = 64;
 
 /// Decodes `stream` into a `size`-byte page framed by guard bytes; checks

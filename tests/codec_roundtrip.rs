@@ -11,7 +11,7 @@ use miniz_oxide::inflate::decompress_to_vec_with_limit;
 use qemu_qpl::codec::{DecodeFault, Level, PageDecoder, PageEncoder};
 
 const PAGE: usize = 4096;
-const LEVELS: [Level; 2] = [Level::Fast, Level::Strong];
+const LEVELS: [Level; 3] = [Level::Turbo, Level::Fast, Level::Strong];
 
 /// Corpus A when QEMU_QPL_CORPUS names it (every page), else a sample.
 fn corpus() -> Vec<u8> {
@@ -190,7 +190,10 @@ fn page_sizes_and_odd_lengths() {
         b[5001..6025].copy_from_slice(&a[5000..6024]);
         for size in [65535, 65536] {
             let n = round_trip(level, &far[..size], size - 1).expect("repeats compress");
-            assert!(n < 3600, "{level:?} {size}: {n}");
+            // Turbo's canned code spends more on the noise than a code made
+            // for the page.
+            let bound = if level == Level::Turbo { 4400 } else { 3600 };
+            assert!(n < bound, "{level:?} {size}: {n}");
         }
     }
 }
@@ -203,7 +206,10 @@ fn repeats_found_late_extend_backwards() {
     // it finds the copy late, often hundreds of bytes in, and must extend
     // the match backwards without passing the literals it has or making a
     // match longer than 258 bytes.
-    let mut saved = [(0usize, 0usize); LEVELS.len()];
+    // Turbo runs the fast level's matcher; its canned code spends more bits
+    // on the noise literals, which would hide what this measures.
+    const MATCHERS: [Level; 2] = [Level::Fast, Level::Strong];
+    let mut saved = [(0usize, 0usize); MATCHERS.len()];
     for seed in 0..64u64 {
         let s = seed as usize;
         let block_at = 200 + s * 29 % 1400;
@@ -216,14 +222,14 @@ fn repeats_found_late_extend_backwards() {
         let block = common::noise(len, seed + 11);
         p[block_at..block_at + len].copy_from_slice(&block);
         p[copy_at..copy_at + len].copy_from_slice(&block);
-        for (level, saved) in LEVELS.into_iter().zip(&mut saved) {
+        for (level, saved) in MATCHERS.into_iter().zip(&mut saved) {
             let n = round_trip(level, &p, PAGE + 64).expect("fits");
             saved.0 += PAGE.saturating_sub(n);
             saved.1 += len;
         }
     }
     // A stride can step over a copy entirely, but most are found.
-    for (level, (saved, copied)) in LEVELS.into_iter().zip(saved) {
+    for (level, (saved, copied)) in MATCHERS.into_iter().zip(saved) {
         println!("{level:?}: {saved} of {copied} copied bytes saved");
         assert!(saved > copied / 2, "{level:?}: {saved} of {copied}");
     }

@@ -328,6 +328,11 @@ fn our_strong_streams_decode_with_intel_qpl() {
     our_streams_decode_with_intel_qpl(Level::Strong);
 }
 
+#[test]
+fn our_turbo_streams_decode_with_intel_qpl() {
+    our_streams_decode_with_intel_qpl(Level::Turbo);
+}
+
 fn config() -> ChannelConfig {
     ChannelConfig {
         channel: 0,
@@ -525,4 +530,9 @@ fn our_sender_into_upstream_receiver(level: Level) {
 #[test]
 fn our_fast_sender_packets_into_upstream_intel_qpl_receiver() {
     our_sender_into_upstream_receiver(Level::Fast);
+}
+
+#[test]
+fn our_turbo_sender_packets_into_upstream_intel_qpl_receiver() {
+    our_sender_into_upstream_receiver(Level::Turbo);
 }

@@ -16,7 +16,7 @@ fn page_sizes() -> impl Strategy<Value = usize> {
 }
 
 fn levels() -> impl Strategy<Value = Level> {
-    prop_oneof![Just(Level::Fast), Just(Level::Strong)]
+    prop_oneof![Just(Level::Turbo), Just(Level::Fast), Just(Level::Strong)]
 }
 
 /// How a test page is made.
@@ -118,9 +118,14 @@ proptest! {
             prop_assert!(out == page, "our decoder's page differs");
             prop_assert!(miniz_inflate(&stream[..len], size) == Some(page), "miniz_oxide's page differs");
         } else {
-            // Only a page that really does not shrink may go raw: real data
-            // and small alphabets always shrink at these sizes.
-            prop_assert!(matches!(kind, Kind::Random { .. }), "a {kind:?} page went raw");
+            // At the levels that make a code per page, only a page that
+            // really does not shrink may go raw: real data and small
+            // alphabets always shrink at these sizes. Turbo's one canned
+            // code does not suit every page (see docs/codec.md).
+            prop_assert!(
+                matches!(kind, Kind::Random { .. }) || level == Level::Turbo,
+                "a {kind:?} page went raw"
+            );
         }
     }
 

@@ -53,7 +53,7 @@ fn real_data_round_trips_at_both_levels_and_shrinks() {
     let data = common::real_data(32 << 20);
     let pages = common::pages(&data, 4096);
     assert!(pages.len() >= 1024, "too little real data found");
-    for level in [Level::Fast, Level::Strong] {
+    for level in [Level::Turbo, Level::Fast, Level::Strong] {
         let (raw, wire) = roundtrip(&pages, 4096, 128, level);
         let ratio = (pages.len() * 4096) as f64 / wire as f64;
         eprintln!(

@@ -333,3 +333,8 @@ fn fast_level_survives_pages_changing_under_it() {
 fn strong_level_survives_pages_changing_under_it() {
     stress(2);
 }
+
+#[test]
+fn turbo_level_survives_pages_changing_under_it() {
+    stress(3);
+}

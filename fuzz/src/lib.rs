@@ -185,7 +185,7 @@ pub fn receive_abi(data: &[u8]) {
 }
 
 thread_local! {
-    static SENDERS: RefCell<HashMap<(u32, bool), Sender>> = RefCell::new(HashMap::new());
+    static SENDERS: RefCell<HashMap<(u32, Level), Sender>> = RefCell::new(HashMap::new());
     static RECEIVERS: RefCell<HashMap<u32, Receiver>> = RefCell::new(HashMap::new());
 }
 
@@ -200,7 +200,7 @@ pub fn send_roundtrip(data: &[u8]) {
         return;
     }
     let page_size = 512usize << (data[0] % 8);
-    let strong = data[1] & 1 == 1;
+    let level = [Level::Turbo, Level::Fast, Level::Strong][usize::from(data[1] % 3)];
     let count = 1 + usize::from(data[2] % 8);
     let fill = &data[3..];
     let pages: Vec<Vec<u8>> = (0..count)

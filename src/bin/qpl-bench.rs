@@ -278,6 +278,7 @@ fn mbps(bytes: usize, time: Option<Duration>) -> Option<f64> {
 fn rows() -> Vec<Row> {
     let mut subjects: Vec<(String, Subject)> = Vec::new();
     for (level, snapshot) in [
+        (Level::Turbo, false),
         (Level::Fast, false),
         (Level::Fast, true),
         (Level::Strong, false),

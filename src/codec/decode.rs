@@ -301,6 +301,17 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// Continues reading at bit `bit` of the stream.
+    fn restart_at(&mut self, bit: usize) -> Result<(), DecodeFault> {
+        self.pos = bit / 8;
+        self.overrun = 0;
+        self.buf = 0;
+        self.count = 0;
+        self.refill()?;
+        self.consume((bit % 8) as u32);
+        Ok(())
+    }
+
     /// Skips to the next byte boundary and empties the buffer, returning the
     /// byte position reached.
     fn align(&mut self) -> Result<usize, DecodeFault> {
@@ -316,6 +327,40 @@ impl<'a> Bits<'a> {
     }
 }
 
+/// The longest block header, in bytes: 3 + 14 + 19 x 3 bits, then up to 316
+/// code lengths of at most 7 + 7 bits.
+const HEADER_CACHE_BYTES: usize = 576;
+
+/// The first bits of the last stream whose first block had a dynamic header,
+/// up to the end of that header, while the dynamic tables still hold the
+/// code it described. A stream that starts with the same bits has the same
+/// code: its tables need not be built again. Senders that use one code for
+/// every page (our turbo level; IAA with a canned table) hit every time.
+struct HeaderCache {
+    bytes: [u8; HEADER_CACHE_BYTES],
+    /// Bits of `bytes` that count; 0 when the tables hold no cached code.
+    bits: usize,
+}
+
+impl HeaderCache {
+    fn matches(&self, stream: &[u8]) -> bool {
+        let (whole, rest) = (self.bits / 8, self.bits % 8);
+        let mask = (1u8 << rest).wrapping_sub(1);
+        self.bits > 0
+            && stream.len() * 8 >= self.bits
+            && stream[..whole] == self.bytes[..whole]
+            && (rest == 0 || (stream[whole] ^ self.bytes[whole]) & mask == 0)
+    }
+
+    fn store(&mut self, stream: &[u8], bits: usize) {
+        let len = bits.div_ceil(8);
+        if bits <= stream.len() * 8 && len <= HEADER_CACHE_BYTES {
+            self.bytes[..len].copy_from_slice(&stream[..len]);
+            self.bits = bits;
+        }
+    }
+}
+
 /// Inflates raw DEFLATE streams into exactly one page each.
 pub struct PageDecoder {
     litlen: Box<LitlenTable>,
@@ -324,6 +369,7 @@ pub struct PageDecoder {
     fixed_dist: Box<DistTable>,
     precode: [u32; PRECODE_TABLE_LEN],
     lens: [u8; LITLEN_SYMS + DIST_SYMS],
+    header_cache: HeaderCache,
     /// Whether the CPU has BMI2, for the decoder compiled to use it.
     #[cfg(target_arch = "x86_64")]
     bmi2: bool,
@@ -375,6 +421,10 @@ impl PageDecoder {
             fixed_dist,
             precode: [INVALID; PRECODE_TABLE_LEN],
             lens: [0; LITLEN_SYMS + DIST_SYMS],
+            header_cache: HeaderCache {
+                bytes: [0; HEADER_CACHE_BYTES],
+                bits: 0,
+            },
             #[cfg(target_arch = "x86_64")]
             bmi2: std::arch::is_x86_feature_detected!("bmi2"),
         })
@@ -407,6 +457,7 @@ impl PageDecoder {
     fn decode_inner(&mut self, stream: &[u8], page: &mut [u8]) -> Result<(), DecodeFault> {
         let mut bits = Bits::new(stream);
         let mut out = 0usize;
+        let mut first = true;
         loop {
             bits.refill()?;
             let header = bits.take(3);
@@ -419,7 +470,7 @@ impl PageDecoder {
                     &self.fixed_litlen,
                     &self.fixed_dist,
                 ),
-                2 => match self.read_dynamic_header(&mut bits) {
+                2 => match self.dynamic_header(&mut bits, stream, first) {
                     Ok(()) => huffman_block(&mut bits, page, &mut out, &self.litlen, &self.dist),
                     Err(e) => Err(e),
                 },
@@ -431,6 +482,7 @@ impl PageDecoder {
             if header & 1 != 0 {
                 break;
             }
+            first = false;
         }
         let consumed = bits.consumed_bits();
         if consumed > stream.len() * 8 {
@@ -444,6 +496,27 @@ impl PageDecoder {
             return Err(DecodeFault::TrailingBytes {
                 extra: stream.len() - used,
             });
+        }
+        Ok(())
+    }
+
+    /// Sets up the tables of a dynamic block: those of the last stream when
+    /// this is a stream's first block and its header has the same bits as
+    /// that stream's, else built from the header.
+    fn dynamic_header(
+        &mut self,
+        bits: &mut Bits,
+        stream: &[u8],
+        first: bool,
+    ) -> Result<(), DecodeFault> {
+        if first && self.header_cache.matches(stream) {
+            return bits.restart_at(self.header_cache.bits);
+        }
+        // The tables are about to change.
+        self.header_cache.bits = 0;
+        self.read_dynamic_header(bits)?;
+        if first {
+            self.header_cache.store(stream, bits.consumed_bits());
         }
         Ok(())
     }
@@ -881,6 +954,64 @@ const _: () = assert!(5 * LITLEN_BITS <= 56 && 4 * LITLEN_BITS + MAX_CODE_LEN as
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Streams of turbo (one header for all), fast (a header per page),
+    /// fixed and stored blocks, intact and damaged (in the header, just
+    /// after it, truncated inside it), decoded in a row by one decoder (its
+    /// header cache hits, misses and is replaced) and each by a fresh
+    /// decoder: the verdicts and pages must be the same.
+    #[test]
+    fn the_header_cache_never_changes_a_verdict() {
+        use crate::codec::encode::tests::varied_pages;
+        use crate::codec::{Level, PageEncoder};
+        let pages: Vec<Vec<u8>> = varied_pages()
+            .into_iter()
+            .filter(|p| p.len() == 4096)
+            .collect();
+        let mut streams = Vec::new();
+        for level in [Level::Turbo, Level::Fast, Level::Turbo, Level::Strong] {
+            let mut encoder = PageEncoder::new(level);
+            for page in &pages {
+                let mut out = vec![0u8; 4095];
+                let Some(len) = encoder.encode(page, &mut out) else {
+                    continue;
+                };
+                out.truncate(len);
+                streams.push(out.clone());
+                for cut in [20, 40, 60, len - 1] {
+                    streams.push(out[..cut.min(len)].to_vec());
+                }
+                for bit in [7 * 8 + 3, 30 * 8 + 1, 70 * 8 + 6, 8 * len - 9] {
+                    if bit >= 8 * len {
+                        continue;
+                    }
+                    let mut damaged = out.clone();
+                    damaged[bit / 8] ^= 1 << (bit % 8);
+                    streams.push(damaged);
+                }
+            }
+        }
+        let mut shared = PageDecoder::new();
+        let (mut hits, mut ok) = (0, 0);
+        for stream in &streams {
+            let hit = shared.header_cache.matches(stream);
+            let mut a = vec![0u8; 4096];
+            let mut b = vec![0u8; 4096];
+            let ra = shared.decode(stream, &mut a);
+            let rb = PageDecoder::new().decode(stream, &mut b);
+            assert_eq!(ra, rb, "header cache hit: {hit}");
+            if ra.is_ok() {
+                assert_eq!(a, b);
+                ok += 1;
+            }
+            hits += hit as usize;
+        }
+        assert!(
+            hits > pages.len(),
+            "the cache should hit on turbo streams: {hits}"
+        );
+        assert!(ok >= 3 * pages.len());
+    }
 
     #[test]
     fn over_subscribed_codes_fail_incomplete_ones_decode_as_invalid() {

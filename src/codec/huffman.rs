@@ -13,6 +13,8 @@ pub(super) type LengthCounts = [u16; 16];
 /// got each length, which `build_codes` needs.
 pub(super) fn build_lengths(freqs: &[u32], max_len: u32, lens: &mut [u8]) -> LengthCounts {
     debug_assert!((1..16).contains(&max_len));
+    // A frequency and its symbol share one u32 (frequency << 9).
+    debug_assert!(freqs.iter().all(|&f| f < 1 << 23));
     debug_assert!(freqs.len() <= MAX_SYMS && lens.len() == freqs.len());
     let mut sorted = [0u32; MAX_SYMS];
     let n = sort_used(freqs, &mut sorted);

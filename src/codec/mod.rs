@@ -11,6 +11,21 @@ mod tables;
 pub use decode::PageDecoder;
 pub use encode::PageEncoder;
 
+/// Codeword lengths of at most `max_len` bits for the symbols with
+/// frequencies `freqs` (a complete, length-limited Huffman code). For the
+/// tool that trains turbo's canned code.
+#[doc(hidden)]
+pub fn code_lengths(freqs: &[u32], max_len: u32) -> Vec<u8> {
+    // The builder packs a frequency and a symbol into one u32.
+    assert!(
+        freqs.iter().all(|&f| f < 1 << 23),
+        "frequencies must be below 2^23"
+    );
+    let mut lens = vec![0u8; freqs.len()];
+    huffman::build_lengths(freqs, max_len, &mut lens);
+    lens
+}
+
 /// A table could not be allocated: `bytes` were asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocFailed {
@@ -30,9 +45,11 @@ pub(crate) fn try_filled<T: Clone>(len: usize, value: T) -> Result<Vec<T>, Alloc
 
 /// How hard the encoder works. Every level emits standard raw DEFLATE that any
 /// decoder (Intel QPL, IAA, zlib, ...) reads; levels differ only in speed and ratio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Level {
-    /// Fastest: the level for the live-migration path.
+    /// Fastest: one pass under a canned code, for CPU-bound migrations.
+    Turbo,
+    /// The default: a code built for each page.
     Fast,
     /// Tighter output at a lower speed, for bandwidth-bound links.
     Strong,
@@ -44,12 +61,14 @@ impl Level {
         match level {
             0 | 1 => Some(Level::Fast),
             2 => Some(Level::Strong),
+            3 => Some(Level::Turbo),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Level::Turbo => "turbo",
             Level::Fast => "fast",
             Level::Strong => "strong",
         }

@@ -6,6 +6,18 @@ use super::super::tables::WINDOW;
 use super::symbols::{MAX_MATCH, MIN_MATCH};
 use super::{Position, Tally};
 
+/// Where a matcher's output goes: counted into a `Tally` for the levels that
+/// build a code per page, or written out at once under a fixed code (turbo).
+pub(super) trait Sink {
+    /// The literals `page[start..end]` before a match at `end`; the three
+    /// bytes after `end` are inside the page (the match covers them).
+    fn literals_before_match(&mut self, page: &[u8], start: usize, end: usize);
+    /// The `k`th match of the page, `literals` literals after the previous one.
+    fn push_match(&mut self, k: usize, len: usize, dist: usize, literals: usize);
+    /// The page's last literals, after its last match.
+    fn literals(&mut self, literals: &[u8]);
+}
+
 // The fast matcher reads the keys of four positions from one u64.
 const _: () = assert!(FAST_MIN + 3 <= 8);
 
@@ -95,15 +107,15 @@ pub(super) fn match_uniform(page: &[u8], tally: &mut Tally) -> usize {
 /// step (pair-bench, step by step in docs/codec.md): faster on corpus A
 /// and `/usr`, ratio 2.5848 -> 2.6060 and 2.2800 -> 2.2927.
 #[inline(always)]
-pub(super) fn match_fast<P: Position>(
+pub(super) fn match_fast<P: Position, S: Sink>(
     head: &mut [P; 1 << FAST_HASH_BITS],
     page: &[u8],
-    tally: &mut Tally,
+    tally: &mut S,
 ) -> usize {
     const SKIP_SHIFT: u32 = 6;
     const KEY_MASK: u64 = (1 << (8 * FAST_MIN)) - 1;
     let n = page.len();
-    assert!(n <= P::LIMIT && tally.items.len() > n);
+    assert!(n <= P::LIMIT);
     let far = n > WINDOW;
     let p = page.as_ptr();
     // SAFETY (for every use below): reads at x need x + 8 <= n, which

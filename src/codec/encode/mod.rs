@@ -8,22 +8,27 @@
 //! code and a stored block, and the smallest is written, if it fits; the
 //! writer takes the literals straight from the page.
 
+mod canned;
+mod canned_lengths;
 mod header;
 mod matchers;
 mod symbols;
+mod turbo;
 mod writer;
 
 use super::huffman::{build_codes, build_lengths};
 use super::tables::{DIST_SYMS, EOB, LITLEN_SYMS, MAX_CODE_LEN};
 use super::{try_filled, AllocFailed, Level};
+use canned::CannedCode;
 use header::DynHeader;
 use matchers::{
-    is_uniform, match_fast, match_strong, match_uniform, FAST_HASH_BITS, STRONG_HASH_BITS,
+    is_uniform, match_fast, match_strong, match_uniform, Sink, FAST_HASH_BITS, STRONG_HASH_BITS,
 };
 use symbols::{
     dist_sym, match_entry, match_item, pack_codes, D_EXTRA, D_USED, FIXED_D_PACKED, FIXED_LL_LENS,
     FIXED_LL_PACKED, LEN_SYM, LL_EXTRA, LL_USED,
 };
+use turbo::Emit;
 use writer::{write_items, write_stored, Writer};
 
 /// The longest literal/length codeword the encoder makes. DEFLATE allows
@@ -33,6 +38,9 @@ use writer::{write_items, write_stored, Writer};
 /// every codeword inside a decoder's first-level table of 10 bits, ours
 /// included, so that no subtable is built or visited.
 pub(super) const LL_MAX_LEN: u32 = 10;
+
+/// The smallest page that turbo codes under its canned code.
+const TURBO_MIN_PAGE: usize = 1024;
 
 /// Compresses single pages into raw DEFLATE, reusing its state between pages.
 pub struct PageEncoder {
@@ -44,6 +52,8 @@ pub struct PageEncoder {
     tally: Tally,
     /// The page's dynamic code.
     code: DynCode,
+    /// Turbo's code, the same for every page.
+    canned: CannedCode,
     /// Whether the CPU has BMI2, for the encoder compiled to use it.
     #[cfg(target_arch = "x86_64")]
     bmi2: bool,
@@ -57,7 +67,7 @@ pub(super) struct Tally {
     d_freq: [u32; DIST_SYMS],
 }
 
-impl Tally {
+impl Sink for Tally {
     /// Counts a run of literals, kept out of the matchers' inner loops.
     #[inline(always)]
     fn literals(&mut self, literals: &[u8]) {
@@ -196,6 +206,7 @@ impl PageEncoder {
                 d_packed: [0; DIST_SYMS],
                 header: DynHeader::EMPTY,
             },
+            canned: CannedCode::new(),
             #[cfg(target_arch = "x86_64")]
             bmi2: std::arch::is_x86_feature_detected!("bmi2"),
         }
@@ -209,8 +220,12 @@ impl PageEncoder {
         // The same choice of table as tally_page makes.
         let narrow = page_size < u16::LIMIT;
         match (level, narrow) {
-            (Level::Fast, true) => encoder.narrow.reserve::<{ 1 << FAST_HASH_BITS }>(0)?,
-            (Level::Fast, false) => encoder.wide.reserve::<{ 1 << FAST_HASH_BITS }>(0)?,
+            (Level::Fast | Level::Turbo, true) => {
+                encoder.narrow.reserve::<{ 1 << FAST_HASH_BITS }>(0)?
+            }
+            (Level::Fast | Level::Turbo, false) => {
+                encoder.wide.reserve::<{ 1 << FAST_HASH_BITS }>(0)?
+            }
             (Level::Strong, true) => encoder
                 .narrow
                 .reserve::<{ 1 << STRONG_HASH_BITS }>(page_size)?,
@@ -247,8 +262,52 @@ impl PageEncoder {
 
     #[inline(always)]
     fn encode_inner(&mut self, page: &[u8], out: &mut [u8]) -> Option<usize> {
+        // Turbo's canned header costs about 90 bytes: pages below 1 KiB
+        // and pages of one repeated byte (a few bytes with a code of their
+        // own) get a code of their own, as at the fast level.
+        if self.level == Level::Turbo && page.len() >= TURBO_MIN_PAGE && !is_uniform(page) {
+            return self.encode_turbo(page, out);
+        }
         let count = self.tally_page(page);
         self.write_block(page, count, out)
+    }
+
+    /// One pass under the canned code: the matcher writes as it goes; None
+    /// when the stream does not fit in `out`.
+    #[inline(always)]
+    fn encode_turbo(&mut self, page: &[u8], out: &mut [u8]) -> Option<usize> {
+        let limit = out.len();
+        let canned = &self.canned;
+        let mut emit = Emit {
+            w: Writer::after_prefix(out, &canned.prefix, canned.prefix_bits)?,
+            ll: &canned.ll_packed,
+            d: &canned.d_packed,
+        };
+        if page.len() < u16::LIMIT {
+            let (head, _) = self.narrow.for_page(0);
+            match_fast(head, page, &mut emit);
+        } else {
+            let (head, _) = self.wide.for_page(0);
+            match_fast(head, page, &mut emit);
+        }
+        let len = emit.finish();
+        if len <= limit {
+            return Some(len);
+        }
+        // Noise: a stored block, when the caller leaves room for one (the
+        // sender does not: its pages then go raw).
+        let stored = page.len() + 5 * page.len().div_ceil(65535).max(1);
+        (stored <= limit).then(|| write_stored(page, out))
+    }
+
+    /// The literal/length and distance symbol counts of `page` as this
+    /// encoder's matcher sees it (without the end of block). For the tool
+    /// that trains turbo's canned code (`src/bin/train-canned.rs`).
+    #[doc(hidden)]
+    pub fn symbol_counts(&mut self, page: &[u8]) -> (&[u32], &[u32]) {
+        self.tally_page(page);
+        self.tally.ll_freq[EOB] -= 1;
+        (&self.tally.ll_freq[..LL_USED], &self.tally.d_freq[..D_USED])
     }
 
     /// Matches `page` into `self.tally`; returns the match count.
@@ -267,11 +326,11 @@ impl PageEncoder {
             match_uniform(page, tally)
         } else {
             match self.level {
-                Level::Fast if narrow => {
+                Level::Fast | Level::Turbo if narrow => {
                     let (head, _) = self.narrow.for_page(0);
                     match_fast(head, page, tally)
                 }
-                Level::Fast => {
+                Level::Fast | Level::Turbo => {
                     let (head, _) = self.wide.for_page(0);
                     match_fast(head, page, tally)
                 }
@@ -436,7 +495,7 @@ pub(crate) mod tests {
             eprintln!("no BMI2 on this CPU: only the portable build runs here");
             return;
         }
-        for level in [Level::Fast, Level::Strong] {
+        for level in [Level::Turbo, Level::Fast, Level::Strong] {
             let mut encoder = PageEncoder::new(level);
             for page in varied_pages() {
                 let mut portable = vec![0u8; page.len()];

@@ -30,6 +30,25 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// A writer that continues after `prefix`, the first `bits` bits of a
+    /// stream written earlier (copied to the start of `out`); None when
+    /// `out` cannot hold the prefix.
+    pub(super) fn after_prefix(out: &'a mut [u8], prefix: &[u8], bits: usize) -> Option<Self> {
+        let (whole, rest) = (bits / 8, bits % 8);
+        out.get_mut(..whole)?.copy_from_slice(&prefix[..whole]);
+        let buf = if rest > 0 {
+            u64::from(prefix[whole] & ((1u8 << rest) - 1))
+        } else {
+            0
+        };
+        Some(Writer {
+            out,
+            pos: whole,
+            buf,
+            count: rest as u32,
+        })
+    }
+
     /// Adds `n` bits; the caller flushes before the buffer could exceed 64.
     #[inline(always)]
     pub(super) fn put(&mut self, bits: u32, n: u32) {
