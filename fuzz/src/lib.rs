@@ -221,10 +221,8 @@ pub fn send_roundtrip(data: &[u8]) {
     let body = SENDERS.with(|senders| {
         let mut senders = senders.borrow_mut();
         let sender = senders
-            .entry((config.page_size, strong))
-            .or_insert_with(|| {
-                Sender::new(config, if strong { Level::Strong } else { Level::Fast }).unwrap()
-            });
+            .entry((config.page_size, level))
+            .or_insert_with(|| Sender::new(config, level).unwrap());
         let packet = sender.prepare(pages.as_slice()).unwrap();
         let body = packet.to_bytes(pages.as_slice()).unwrap();
         assert_eq!(body.len(), packet.payload_size as usize);
