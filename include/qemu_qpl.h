@@ -71,8 +71,9 @@ const char *qemu_qpl_version(void);
 // Creates the sender of multifd channel `channel` for pages of `page_size`
 // bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
 // packet, compressing at `level` (0 = the library's default, which is fast;
-// 1 = fast; 2 = strong; 3 = turbo; QEMU passes its `multifd-qpl-level`
-// parameter).
+// 1 = fast; 2 = strong; 3 = turbo; 4 = auto, which moves between turbo,
+// fast and strong as the channel is CPU-bound or waits on the network;
+// QEMU passes its `multifd-qpl-level` parameter).
 // All buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
 // On success `*sender_out` holds the new object, to be freed with
 // `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of

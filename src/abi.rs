@@ -283,6 +283,9 @@ fn channel_config(channel: u32, page_size: u32, pages_per_packet: u32) -> Channe
     }
 }
 
+/// The ABI's level number of the automatic level.
+const LEVEL_AUTO: u32 = 4;
+
 /// The library's version, a static NUL-terminated string.
 #[no_mangle]
 pub extern "C" fn qemu_qpl_version() -> *const c_char {
@@ -292,8 +295,9 @@ pub extern "C" fn qemu_qpl_version() -> *const c_char {
 /// Creates the sender of multifd channel `channel` for pages of `page_size`
 /// bytes (a power of two from 512 to 65536), at most `pages_per_packet` per
 /// packet, compressing at `level` (0 = the library's default, which is fast;
-/// 1 = fast; 2 = strong; 3 = turbo; QEMU passes its `multifd-qpl-level`
-/// parameter).
+/// 1 = fast; 2 = strong; 3 = turbo; 4 = auto, which moves between turbo,
+/// fast and strong as the channel is CPU-bound or waits on the network;
+/// QEMU passes its `multifd-qpl-level` parameter).
 /// All buffers are allocated here; `qemu_qpl_send_prepare` allocates nothing.
 /// On success `*sender_out` holds the new object, to be freed with
 /// `qemu_qpl_sender_free`. On failure a message goes to `err_msg` (a buffer of
@@ -313,9 +317,14 @@ pub unsafe extern "C" fn qemu_qpl_sender_new(
 ) -> QemuQplStatus {
     guarded(err_msg, err_msg_len, || {
         require(sender_out, "sender_out")?;
-        let level = Level::from_abi(level)
-            .ok_or_else(|| Error::invalid(format!("unknown compression level {level}")))?;
-        let sender = Sender::new(channel_config(channel, page_size, pages_per_packet), level)?;
+        let config = channel_config(channel, page_size, pages_per_packet);
+        let sender = if level == LEVEL_AUTO {
+            Sender::with_auto_level(config)?
+        } else {
+            let level = Level::from_abi(level)
+                .ok_or_else(|| Error::invalid(format!("unknown compression level {level}")))?;
+            Sender::new(config, level)?
+        };
         put(
             sender_out,
             Box::into_raw(try_box(

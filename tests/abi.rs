@@ -342,7 +342,7 @@ fn payload_at(level: u32, pages: &[&[u8]]) -> Result<u32, (QemuQplStatus, String
 }
 
 #[test]
-fn levels_zero_is_fast_two_is_strong_three_is_turbo_and_others_are_refused() {
+fn levels_zero_is_fast_two_is_strong_three_is_turbo_four_is_auto_and_others_are_refused() {
     let data = common::real_data(PAGE as usize * 64);
     let pages = common::pages(&data, PAGE as usize);
     let (default, fast, strong, turbo) = (
@@ -356,6 +356,8 @@ fn levels_zero_is_fast_two_is_strong_three_is_turbo_and_others_are_refused() {
         strong < fast && fast < turbo,
         "strong ({strong}) < fast ({fast}) < turbo ({turbo})"
     );
+    // Auto starts at fast.
+    assert_eq!(payload_at(4, &pages).unwrap(), fast);
     let (status, message) = payload_at(5, &pages).unwrap_err();
     assert_eq!(status, QemuQplStatus::InvalidArgument);
     assert!(message.contains("unknown compression level 5"), "{message}");

@@ -172,7 +172,7 @@ fn no_allocation_per_packet_at_any_level_or_page_size() {
             mixed,
             real[..3].to_vec(),
         ];
-        for level in [0, 1, 2, 3] {
+        for level in [0, 1, 2, 3, 4] {
             let (send, recv) = per_packet_allocations(level, page_size, &packets);
             assert_eq!(
                 (send, recv),
@@ -199,7 +199,7 @@ fn memory_per_channel() {
     eprintln!("| page size | pages per packet | level | sender bytes | receiver bytes |");
     eprintln!("|---|---|---|---|---|");
     for (page_size, pages) in [(4096u32, 128u32), (65536, 8)] {
-        for level in [1u32, 2, 3] {
+        for level in [1u32, 2, 3, 4] {
             // SAFETY: valid out-pointers and message buffer; handles freed once.
             unsafe {
                 let (mut sender, mut receiver) = (ptr::null_mut(), ptr::null_mut());

@@ -338,3 +338,8 @@ fn strong_level_survives_pages_changing_under_it() {
 fn turbo_level_survives_pages_changing_under_it() {
     stress(3);
 }
+
+#[test]
+fn auto_level_survives_pages_changing_under_it() {
+    stress(4);
+}

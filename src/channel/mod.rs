@@ -5,9 +5,11 @@
 //! boundary (`abi.rs`) turns pointers into slices (or, for guest pages that may
 //! change under us, into a [`PageSource`]) before calling in here.
 
+mod auto_level;
 mod receive;
 mod send;
 
+pub use auto_level::AutoLevel;
 pub use receive::Receiver;
 pub use send::{PageSource, PreparedPacket, Segment, Sender};
 

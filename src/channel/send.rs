@@ -9,7 +9,9 @@
 //! is dirty and QEMU sends it again). A page that does not shrink goes raw,
 //! straight from guest memory, as upstream does.
 
-use super::{allocate, ChannelConfig};
+use std::time::Instant;
+
+use super::{allocate, AutoLevel, ChannelConfig};
 use crate::codec::{Level, PageEncoder};
 use crate::error::Error;
 use crate::wire::{self, LENGTH_BYTES};
@@ -104,9 +106,40 @@ pub struct Sender {
     /// Length array followed by the DEFLATE streams of one packet.
     owned: Vec<u8>,
     segments: Vec<Segment>,
+    /// Set for the automatic level, with when the last packet was handed over.
+    auto: Option<(AutoLevel, Option<Instant>)>,
 }
 
 impl Sender {
+    /// A sender whose level follows its channel (`channel/auto_level.rs`):
+    /// the tables of every level are allocated here.
+    pub fn with_auto_level(config: ChannelConfig) -> Result<Sender, Error> {
+        let auto = AutoLevel::new();
+        let mut sender = Sender::new(config, auto.level())?;
+        for level in [Level::Turbo, Level::Strong] {
+            sender
+                .encoder
+                .reserve(level, config.page_size())
+                .map_err(|failed| Error::OutOfMemory {
+                    what: "the encoder's tables",
+                    bytes: failed.bytes,
+                })?;
+        }
+        sender.auto = Some((auto, None));
+        Ok(sender)
+    }
+
+    /// The automatic level's record: packets sent at turbo, fast and strong,
+    /// and how often the level moved; None for a fixed level.
+    pub fn auto_level(&self) -> Option<([u64; 3], u64)> {
+        self.auto.as_ref().map(|(auto, _)| auto.packets())
+    }
+
+    /// The level of the next packet.
+    pub fn level(&self) -> Level {
+        self.encoder.level()
+    }
+
     pub fn new(config: ChannelConfig, level: Level) -> Result<Sender, Error> {
         config.validate()?;
         let max_pages = config.max_pages();
@@ -133,6 +166,7 @@ impl Sender {
             snapshot,
             owned,
             segments,
+            auto: None,
         })
     }
 
@@ -161,6 +195,7 @@ impl Sender {
                 pages.page_size(index)
             )));
         }
+        let started = self.auto.is_some().then(Instant::now);
         self.segments.clear();
         if count == 0 {
             return Ok(PreparedPacket {
@@ -217,6 +252,12 @@ impl Sender {
             }
         }
         self.segments.push(open);
+        if let (Some((auto, last)), Some(started)) = (&mut self.auto, started) {
+            let now = Instant::now();
+            let away = last.map_or(Default::default(), |last| started - last);
+            self.encoder.set_level(auto.observe(now - started, away));
+            *last = Some(now);
+        }
         Ok(PreparedPacket {
             owned: &self.owned,
             segments: &self.segments,

@@ -45,10 +45,10 @@ const TURBO_MIN_PAGE: usize = 1024;
 /// Compresses single pages into raw DEFLATE, reusing its state between pages.
 pub struct PageEncoder {
     level: Level,
-    /// Hash tables of 16-bit positions, for pages below 64 KiB.
-    narrow: HashTables<u16>,
-    /// Hash tables of 32-bit positions, for larger pages.
-    wide: HashTables<u32>,
+    /// The one-entry tables of the fast and turbo matcher.
+    one_entry: Tables,
+    /// The hash chains of the strong matcher.
+    chains: Tables,
     tally: Tally,
     /// The page's dynamic code.
     code: DynCode,
@@ -104,6 +104,22 @@ impl Sink for Tally {
         self.items[k] = match_entry(match_item(len, dist, ds), literals);
         self.ll_freq[257 + LEN_SYM[len] as usize] += 1;
         self.d_freq[ds] += 1;
+    }
+}
+
+/// One matcher's tables: of 16-bit positions for pages below 64 KiB, of
+/// 32-bit positions for larger pages.
+struct Tables {
+    narrow: HashTables<u16>,
+    wide: HashTables<u32>,
+}
+
+impl Tables {
+    const fn new() -> Self {
+        Tables {
+            narrow: HashTables::new(),
+            wide: HashTables::new(),
+        }
     }
 }
 
@@ -192,8 +208,8 @@ impl PageEncoder {
     pub fn new(level: Level) -> Self {
         PageEncoder {
             level,
-            narrow: HashTables::new(),
-            wide: HashTables::new(),
+            one_entry: Tables::new(),
+            chains: Tables::new(),
             tally: Tally {
                 items: Vec::new(),
                 ll_freq: [0; LITLEN_SYMS],
@@ -216,24 +232,37 @@ impl PageEncoder {
     /// bytes, so that encoding such pages allocates nothing.
     pub fn for_pages(level: Level, page_size: usize) -> Result<Self, AllocFailed> {
         let mut encoder = PageEncoder::new(level);
-        encoder.tally.items = try_filled(page_size + 1, 0)?;
+        encoder.reserve(level, page_size)?;
+        Ok(encoder)
+    }
+
+    /// Allocates the tables that `level` needs for pages of up to
+    /// `page_size` bytes, so that `set_level(level)` and encoding such pages
+    /// allocate nothing.
+    pub fn reserve(&mut self, level: Level, page_size: usize) -> Result<(), AllocFailed> {
+        if self.tally.items.len() < page_size + 1 {
+            self.tally.items = try_filled(page_size + 1, 0)?;
+        }
         // The same choice of table as tally_page makes.
         let narrow = page_size < u16::LIMIT;
+        let (fast, strong) = (&mut self.one_entry, &mut self.chains);
         match (level, narrow) {
-            (Level::Fast | Level::Turbo, true) => {
-                encoder.narrow.reserve::<{ 1 << FAST_HASH_BITS }>(0)?
-            }
-            (Level::Fast | Level::Turbo, false) => {
-                encoder.wide.reserve::<{ 1 << FAST_HASH_BITS }>(0)?
-            }
-            (Level::Strong, true) => encoder
+            (Level::Fast | Level::Turbo, true) => fast.narrow.reserve::<{ 1 << FAST_HASH_BITS }>(0),
+            (Level::Fast | Level::Turbo, false) => fast.wide.reserve::<{ 1 << FAST_HASH_BITS }>(0),
+            (Level::Strong, true) => strong
                 .narrow
-                .reserve::<{ 1 << STRONG_HASH_BITS }>(page_size)?,
-            (Level::Strong, false) => encoder
-                .wide
-                .reserve::<{ 1 << STRONG_HASH_BITS }>(page_size)?,
+                .reserve::<{ 1 << STRONG_HASH_BITS }>(page_size),
+            (Level::Strong, false) => strong.wide.reserve::<{ 1 << STRONG_HASH_BITS }>(page_size),
         }
-        Ok(encoder)
+    }
+
+    /// The level of the next pages.
+    pub fn set_level(&mut self, level: Level) {
+        self.level = level;
+    }
+
+    pub fn level(&self) -> Level {
+        self.level
     }
 
     /// Compresses `page` into `out`. Returns the stream's length, or `None` when
@@ -284,10 +313,10 @@ impl PageEncoder {
             d: &canned.d_packed,
         };
         if page.len() < u16::LIMIT {
-            let (head, _) = self.narrow.for_page(0);
+            let (head, _) = self.one_entry.narrow.for_page(0);
             match_fast(head, page, &mut emit);
         } else {
-            let (head, _) = self.wide.for_page(0);
+            let (head, _) = self.one_entry.wide.for_page(0);
             match_fast(head, page, &mut emit);
         }
         let len = emit.finish();
@@ -327,19 +356,19 @@ impl PageEncoder {
         } else {
             match self.level {
                 Level::Fast | Level::Turbo if narrow => {
-                    let (head, _) = self.narrow.for_page(0);
+                    let (head, _) = self.one_entry.narrow.for_page(0);
                     match_fast(head, page, tally)
                 }
                 Level::Fast | Level::Turbo => {
-                    let (head, _) = self.wide.for_page(0);
+                    let (head, _) = self.one_entry.wide.for_page(0);
                     match_fast(head, page, tally)
                 }
                 Level::Strong if narrow => {
-                    let (head, prev) = self.narrow.for_page(n);
+                    let (head, prev) = self.chains.narrow.for_page(n);
                     match_strong(head, prev, page, tally)
                 }
                 Level::Strong => {
-                    let (head, prev) = self.wide.for_page(n);
+                    let (head, prev) = self.chains.wide.for_page(n);
                     match_strong(head, prev, page, tally)
                 }
             }
