@@ -92,6 +92,18 @@ const fn precode_info() -> [u32; 19] {
     info
 }
 
+/// The 10-bit reversal of every 10-bit number: a codeword of `len <= 10`
+/// bits, reversed, is `REVERSED[code << (10 - len)]`.
+static REVERSED: [u16; 1 << 10] = {
+    let mut t = [0u16; 1 << 10];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = ((i as u32).reverse_bits() >> 22) as u16;
+        i += 1;
+    }
+    t
+};
+
 static LITLEN_INFO: [u32; LITLEN_SYMS] = litlen_info();
 static DIST_INFO: [u32; DIST_SYMS] = dist_info();
 static PRECODE_INFO: [u32; 19] = precode_info();
@@ -151,7 +163,11 @@ fn build_table(
             code <<= len - cur_len;
             cur_len = len;
         }
-        let rev = (code.reverse_bits() >> (32 - len)) as usize;
+        let rev = if len <= 10 {
+            REVERSED[(code << (10 - len)) as usize & 1023] as usize
+        } else {
+            (code.reverse_bits() >> (32 - len)) as usize
+        };
         code += 1;
         remaining[len as usize] -= 1;
         if len <= table_bits {
