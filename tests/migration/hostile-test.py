@@ -150,13 +150,13 @@ class Run:
                                        os.path.join(self.workdir, "src-firmware.log"),
                                        self.opts.live_syncs, self.opts.converge_ms)
 
-    def destination(self, name):
+    def destination(self, name, exit_on_error=False):
         d = os.path.join(self.workdir, name)
         os.makedirs(d, exist_ok=True)
         dst = demo.start_destination(self.dst_bin, self.opts, d, self.disk)
         dst.connect()
         demo.configure(self.src, dst, "qpl", self.opts.channels, self.opts, {})
-        return dst, start_incoming(dst, 0)
+        return dst, start_incoming(dst, 0, exit_on_error)
 
     def source_running(self):
         """(ok, detail): the source's guest runs: query-status says so and its heartbeat moves."""
@@ -200,21 +200,27 @@ def wait_source(run, live, timeout):
         time.sleep(0.05)
 
 
-def wait_destination(dst, timeout=20):
-    """The destination's query-migrate once it has failed or completed, or None if it died
-    or never got there."""
+def wait_destination(dst, exit_on_error, timeout=20):
+    """The destination's status and error once it has failed or completed: from query-migrate,
+    or, for a destination that exits on error, from its exit and its last error line."""
     deadline = time.monotonic() + timeout
     info = None
     while time.monotonic() < deadline:
         if not dst.alive():
-            return info
-        try:
-            info = dst.qmp.cmd("query-migrate", timeout=5)
-        except DemoError:
-            return info
-        if info.get("status") in ("failed", "completed"):
-            return info
+            break
+        if not exit_on_error:
+            try:
+                info = dst.qmp.cmd("query-migrate", timeout=5)
+            except DemoError:
+                break
+            if info.get("status") in ("failed", "completed"):
+                return info
         time.sleep(0.05)
+    if exit_on_error and not dst.alive() and dst.proc.returncode == 1:
+        prefix = os.path.basename(dst.binary) + ": "
+        errors = [line[len(prefix):] for line in log_lines(dst.logpath, 1000)
+                  if line.startswith(prefix) and not line.startswith(prefix + "warning:")]
+        return {"status": "failed", "error-desc": errors[-1] if errors else None}
     return info
 
 
@@ -355,14 +361,14 @@ def run_hostile(run, name, what):
     case = Case(name, what)
     log("[%s] %s" % (name, what))
     opts = run.opts
-    dst, port = run.destination(name)
+    dst, port = run.destination(name, opts.exit_on_error)
     relay = relay_for(run, port, name)
     live = run.live()
     try:
         live.begin()
         run.src.qmp.cmd("migrate", uri="tcp:127.0.0.1:%d" % relay.port)
         sinfo = wait_source(run, live, opts.timeout)
-        dinfo = wait_destination(dst)
+        dinfo = wait_destination(dst, opts.exit_on_error)
     finally:
         relay.close()
     rec = relay.record
@@ -374,12 +380,13 @@ def run_hostile(run, name, what):
     case.check("the relay found a packet to corrupt", rec is not None,
                "" if rec is None else "--noop-corruption: sent unchanged" if rec.get("noop") else "")
     dst_alive = dst.alive()
+    dst_exited = not dst_alive and dst.proc.returncode == 1 and opts.exit_on_error
     dst_status = (dinfo or {}).get("status") or ("dead" if not dst_alive else "no answer")
     case.check("the migration failed", sinfo.get("status") == "failed" and dst_status != "completed",
                "source %s (%s); destination %s" % (sinfo.get("status"), sinfo.get("error-desc", "no error"),
                                                    dst_status))
     error = (dinfo or {}).get("error-desc") or ""
-    log("  destination says: %s" % (error or "(nothing)"))
+    log("  destination %s: %s" % ("printed" if opts.exit_on_error else "says", error or "(nothing)"))
     case.data["dst_log"] = log_lines(dst.logpath)
     if rec is not None and error:
         for what, regex in expected_error(name, rec):
@@ -390,15 +397,19 @@ def run_hostile(run, name, what):
     dst.stop()
     code = dst.proc.returncode
     case.data["dst_exit"] = code
-    if not dst_alive:
+    if not dst_alive and not dst_exited:
         last = ([line for line in case.data["dst_log"] if "qemu-system" in line] or case.data["dst_log"]
                 or ["(empty log)"])
         case.data["dst_error"] = "(died, exit status %s) %s" % (code, last[-1])
-    case.check("destination was not killed by a signal", dst_alive and code == 0,
-               "alive after the failure, exit status %d after quit" % code if dst_alive
-               else "it died: exit status %s%s; its log: %s" % (
-                   code, " (signal %d)" % -code if code is not None and code < 0 else "",
-                   " | ".join(case.data["dst_log"]) or "(empty)"))
+    if dst_exited:
+        detail = "it printed the error and exited with status 1, as -incoming's exit-on-error asks"
+    elif dst_alive:
+        detail = "alive after the failure, exit status %d after quit" % code
+    else:
+        detail = "it died: exit status %s%s; its log: %s" % (
+            code, " (signal %d)" % -code if code is not None and code < 0 else "",
+            " | ".join(case.data["dst_log"]) or "(empty)")
+    case.check("destination was not killed by a signal", dst_exited or (dst_alive and code == 0), detail)
     if sinfo.get("status") == "completed":
         run.resume_source()
     ok, detail = run.source_running()
@@ -435,6 +446,10 @@ def main(argv=None):
     ap.add_argument("--src-binary", default="ours", help="source QEMU: ours, intel-qpl, system or a path")
     ap.add_argument("--dst-binary", default="ours", help="destination QEMU (ours)")
     ap.add_argument("--timeout", type=int, default=120, help="seconds allowed per migration (120)")
+    ap.add_argument("--exit-on-error", action="store_true",
+                    help="destinations keep QEMU's default for a failed incoming migration: print the "
+                         "error and exit (checked: exit status 1 and the error on stderr); without it "
+                         "they stay up and the error is read with query-migrate")
     ap.add_argument("--noop-corruption", action="store_true",
                     help="self-check: the relay picks its packet but sends it unchanged; every "
                          "corruption case must then fail")
@@ -468,8 +483,9 @@ def main(argv=None):
         opts.firmware = demo.firmware_dir()
         image, image_info = prepare_image(opts.size, opts.fill)
         run = Run(opts, image, image_info, workdir)
-        log("hostile-test: %s guest, %d channels, source %s, destination %s, accel %s%s"
-            % (fmt_size(opts.size), opts.channels, run.src_label, run.dst_label, opts.accel,
+        log("hostile-test: %s guest, %d channels, source %s, destination %s (%s), accel %s%s"
+            % (fmt_size(opts.size), opts.channels, run.src_label, run.dst_label,
+               "exits on error" if opts.exit_on_error else "stays up on error", opts.accel,
                "" if ok else " (%s)" % why))
         run.start_source()
         builds = run.builds()
@@ -508,7 +524,7 @@ def main(argv=None):
         with open(opts.save, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": elapsed,
                        "src": opts.src_binary, "dst": opts.dst_binary, "builds": builds, "size": opts.size,
-                       "noop_corruption": opts.noop_corruption,
+                       "noop_corruption": opts.noop_corruption, "exit_on_error": opts.exit_on_error,
                        "cases": [c.as_dict() for c in cases]}, f, indent=1)
             f.write("\n")
     if code != EXIT_OK:
