@@ -440,7 +440,8 @@ def main(argv=None):
                                              "(docs/hostile-input.md).")
     names = ["control"] + [n for n, _ in CASES] + [CUT[0], SILENT[0]]
     ap.add_argument("--cases", default="all",
-                    help="comma list of: %s; 'all' = all of them, in this order" % ", ".join(names))
+                    help="comma list of: %s; 'all' = all of them, in this order; 'faults' = those "
+                         "that must fail the migration (all but control and silent-flip)" % ", ".join(names))
     ap.add_argument("--size", type=parse_size, default=parse_size("256M"), help="guest RAM (256M)")
     ap.add_argument("--channels", type=int, default=2, help="multifd channels (2)")
     ap.add_argument("--src-binary", default="ours", help="source QEMU: ours, intel-qpl, system or a path")
@@ -456,7 +457,8 @@ def main(argv=None):
     ap.add_argument("--save", metavar="FILE", help="write the results as JSON to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the QEMU logs and sockets directory")
     opts = ap.parse_args(argv)
-    wanted = names if opts.cases == "all" else [c.strip() for c in opts.cases.split(",") if c.strip()]
+    groups = {"all": names, "faults": [n for n in names if n not in ("control", SILENT[0])]}
+    wanted = [n for c in opts.cases.split(",") if c.strip() for n in groups.get(c.strip(), [c.strip()])]
     unknown = [c for c in wanted if c not in names]
     if unknown:
         ap.error("unknown case(s) %s; known: %s" % (", ".join(unknown), ", ".join(names)))
