@@ -235,23 +235,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_incoming(dst, port_opt):
-    """migrate-incoming on 127.0.0.1; returns the port. Retries on a taken port."""
+def start_incoming(dst, port_opt, exit_on_error=False):
+    """migrate-incoming on 127.0.0.1; returns the port. Retries on a taken port.
+
+    By default the destination stays up after a failed migration, to report the error over
+    QMP; exit_on_error=True keeps QEMU's own default: print the error and exit."""
     tries = 1 if port_opt else 5
-    exit_on_error = True
+    keep_up = not exit_on_error
     last = None
     for _ in range(tries):
         port = port_opt or free_port()
         uri = "tcp:127.0.0.1:%d" % port
         args = {"uri": uri}
-        if exit_on_error:
+        if keep_up:
             args["exit-on-error"] = False  # keep the destination up to report errors
         try:
             dst.qmp.cmd("migrate-incoming", **args)
             return port
         except QMPError as e:
-            if "exit-on-error" in (e.desc or ""):
-                exit_on_error = False  # older QEMU
+            if keep_up and "exit-on-error" in (e.desc or ""):
+                keep_up = False  # older QEMU
                 try:
                     del args["exit-on-error"]
                     dst.qmp.cmd("migrate-incoming", **args)

@@ -107,26 +107,43 @@ class Progress:
             sys.stderr.flush()
 
 
-def start_pair(spec, opts, image, workdir):
-    """The destination (paused, waiting) and the source QEMU; the source's guest RAM is the image,
-    mapped privately so the file never changes.  With --guest running the source boots the
-    guest program from a small disk, which the destination must have too."""
-    size = opts.size
-    base = ["-L", opts.firmware, "-nographic", "-nodefaults", "-accel", opts.accel,
-            "-machine", "q35,memory-backend=ram0", "-m", str(size >> 20) + "M"]
-    src_dev, dst_dev = [], []
-    if opts.guest == "running":
-        disk = running_guest.write_disk(os.path.join(workdir, "guest-disk.img"), opts.guest_cfg)
-        src_dev = running_guest.qemu_args(disk, os.path.join(workdir, "src-firmware.log"))
-        dst_dev = running_guest.qemu_args(disk, os.path.join(workdir, "dst-firmware.log"))
-    # The destination stays paused after the migration (-S), so its RAM holds still for the check.
-    dst = Qemu("dst", spec["dst"], base + ["-S"] + dst_dev + [
-        "-object", "memory-backend-ram,id=ram0,size=%d" % size, "-incoming", "defer"], workdir)
+def base_args(opts):
+    """Options every QEMU of a run gets, source and destination alike."""
+    return ["-L", opts.firmware, "-nographic", "-nodefaults", "-accel", opts.accel,
+            "-machine", "q35,memory-backend=ram0", "-m", str(opts.size >> 20) + "M"]
+
+
+def guest_disk(opts, workdir):
+    """The running guest's boot disk (both QEMUs need it), or None for a paused guest."""
+    if opts.guest != "running":
+        return None
+    return running_guest.write_disk(os.path.join(workdir, "guest-disk.img"), opts.guest_cfg)
+
+
+def start_destination(binary, opts, workdir, disk):
+    """A destination QEMU, paused and waiting for migrate-incoming; it stays paused after the
+    migration (-S), so its RAM holds still for the check."""
+    dev = running_guest.qemu_args(disk, os.path.join(workdir, "dst-firmware.log")) if disk else []
+    return Qemu("dst", binary, base_args(opts) + ["-S"] + dev + [
+        "-object", "memory-backend-ram,id=ram0,size=%d" % opts.size, "-incoming", "defer"], workdir)
+
+
+def start_source(binary, opts, image, workdir, disk):
+    """The source QEMU; its guest RAM is the image, mapped privately so the file never changes.
+    With a running guest it boots the guest program from `disk`."""
+    dev = running_guest.qemu_args(disk, os.path.join(workdir, "src-firmware.log")) if disk else []
     # prealloc: the guest's RAM is read in from the image before the clock starts, so no
     # method pays for page faults or disk reads.
-    src = Qemu("src", spec["src"], base + ([] if opts.guest == "running" else ["-S"]) + src_dev + [
+    return Qemu("src", binary, base_args(opts) + ([] if opts.guest == "running" else ["-S"]) + dev + [
         "-object", "memory-backend-file,id=ram0,size=%d,mem-path=%s,share=off,prealloc=on"
-        % (size, image)], workdir)
+        % (opts.size, image)], workdir)
+
+
+def start_pair(spec, opts, image, workdir):
+    """The destination (paused, waiting) and the source QEMU."""
+    disk = guest_disk(opts, workdir)
+    dst = start_destination(spec["dst"], opts, workdir, disk)
+    src = start_source(spec["src"], opts, image, workdir, disk)
     return src, dst
 
 
