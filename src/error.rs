@@ -135,7 +135,7 @@ impl fmt::Display for PacketFault {
             }
             LengthsDoNotMatchPayload { sum, expected } => write!(
                 f,
-                "page lengths add up to {sum} bytes but the packet header announces {expected}"
+                "page lengths add up to {sum} bytes but the payload size in the packet header leaves {expected} bytes after the length array"
             ),
             LengthAbovePageSize {
                 page,
