@@ -8,12 +8,14 @@ QMP's human-monitor-command), migrates over TCP on localhost, then hashes both
 processes' guest RAM from /proc/PID/mem and compares them with the image.
 
   tests/qemu/hand-migration.py [--src BIN] [--dst BIN] [--method qpl]
-                               [--channels N] [--image FILE]
+                               [--channels N] [--image FILE] [--qpl-level LEVEL]
 
 BIN defaults to the `ours` build of tests/qemu/build-qemu.sh. The image
 defaults to corpus A when it has been built (tests/corpus.sh), else to a
-256 MiB image made of this machine's /usr/lib files. Exit status 0 and a
-closing "PASS" line when the destination's RAM equals the source's.
+256 MiB image made of this machine's /usr/lib files. --qpl-level sets the
+source's multifd-qpl-level (fast or strong; the source must be a qemu-qpl
+build, the destination may be any). Exit status 0 and a closing "PASS" line
+when the destination's RAM equals the source's.
 """
 
 import argparse
@@ -132,6 +134,7 @@ def main():
     ap.add_argument("--channels", type=int, default=2)
     ap.add_argument("--image")
     ap.add_argument("--port", type=int, default=4444)
+    ap.add_argument("--qpl-level", help="the source's multifd-qpl-level")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="hand-migration.")
@@ -174,6 +177,9 @@ def main():
             q.hmp("migrate_set_capability multifd on")
             q.hmp(f"migrate_set_parameter multifd-channels {args.channels}")
             q.hmp(f"migrate_set_parameter multifd-compression {args.method}")
+        if args.qpl_level:
+            log("on the source:")
+            qs.hmp(f"migrate_set_parameter multifd-qpl-level {args.qpl_level}")
         qd.hmp(f"migrate_incoming tcp:127.0.0.1:{args.port}")
         t0 = time.time()
         qs.hmp(f"migrate -d tcp:127.0.0.1:{args.port}")
