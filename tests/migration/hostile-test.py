@@ -93,7 +93,8 @@ def expected_error(case, rec):
     if rec["kind"] == "packet":
         return [("names qpl and the channel", channel),
                 ("names the packet field", channel + re.escape(
-                    "page lengths add up to %d bytes but the packet header announces %d"
+                    "page lengths add up to %d bytes but the payload size in the packet header "
+                    "leaves %d bytes after the length array"
                     % (rec["sum"], rec["announced"])))]
     if rec["kind"] == "cut":
         return [("says the stream ended early", re.escape("Unexpected end-of-file before all data were read"))]
