@@ -145,11 +145,12 @@ hostile-test: qemu-build corpus
 	$(PYTHON) tests/migration/hostile-test.py --exit-on-error --cases faults
 
 # Issue #12: migrations of a running 256 MiB guest that keeps rewriting its
-# RAM of real data (tests/guest/dirtier.S), none, zstd and qpl, 2 and 4
+# RAM of real data (tests/guest/dirtier.S), none, zstd and qpl (at the
+# default level, at turbo and at auto: multifd-qpl-level), 2 and 4
 # channels; fails on any RAM mismatch or when the guest did not write during
 # the migration (docs/demo.md).
 demo-small: qemu-build corpus
-	$(DEMO) --size 256M --methods none,zstd,qpl --channels 2,4
+	$(DEMO) --size 256M --methods none,zstd,qpl,qpl-turbo,qpl-auto --channels 2,4
 
 # Issue #13: the software IAA device model (tests/iaa-model, docs/iaa-model.md).
 # `env $$(make -s iaa-model-env) PROGRAM` runs an unmodified PROGRAM on it.

@@ -147,7 +147,7 @@ def start_pair(spec, opts, image, workdir):
     return src, dst
 
 
-def configure(src, dst, method, channels, opts, result):
+def configure(src, dst, method, channels, opts, result, qpl_level=None):
     for q in (src, dst):
         v = q.qmp.greeting["QMP"]["version"]
         result[q.role + "_version"] = ("%d.%d.%d %s" % (v["qemu"]["major"], v["qemu"]["minor"],
@@ -165,6 +165,8 @@ def configure(src, dst, method, channels, opts, result):
             # Self-test of the failure path: a destination expecting another method.
             params["multifd-compression"] = os.environ["QPL_DEMO_DST_COMPRESSION"]
         if q is src:
+            if qpl_level:
+                params["multifd-qpl-level"] = qpl_level
             params["max-bandwidth"] = opts.max_bandwidth or UNLIMITED_BW
             if opts.guest == "running":
                 params["downtime-limit"] = running_guest.LIVE_DOWNTIME_MS
@@ -335,7 +337,8 @@ def run_one(spec, channels, opts, image, image_info, workdir, label):
         src, dst = start_pair(spec, opts, image, workdir)
         dst.connect()
         src.connect()
-        configure(src, dst, method, channels, opts, result)
+        configure(src, dst, method, channels, opts, result, spec.get("qpl_level"))
+        result["qpl_level"] = spec.get("qpl_level")
         live = None
         if running:
             hva, _ = ram_block(src, size, image)
@@ -376,7 +379,8 @@ def run_one(spec, channels, opts, image, image_info, workdir, label):
 # ---------------------------------------------------------------- methods and table
 
 def parse_methods(text, default_src, default_dst):
-    """'none,zstd,qpl,qpl-intel,qpl@ours:intel-qpl' -> run specs."""
+    """'none,zstd,qpl,qpl-turbo,qpl-intel,qpl@ours:intel-qpl' -> run specs; qpl-LEVEL sets
+    the source's multifd-qpl-level (fast, strong, turbo, auto)."""
     specs = []
     items = []
     for x in [x.strip() for x in text.split(",") if x.strip()]:
@@ -384,8 +388,13 @@ def parse_methods(text, default_src, default_dst):
         items += ["qpl@ours:intel-qpl", "qpl@intel-qpl:ours"] if x == "interop" else [x]
     for item in items:
         name = item
+        level = None
         if item == "qpl-intel":
             method, s, d = "qpl", "intel-qpl", "intel-qpl"
+        elif item in ("qpl-fast", "qpl-strong", "qpl-turbo", "qpl-auto"):
+            # Our qpl at a multifd-qpl-level (set on the source only).
+            method, s, d = "qpl", default_src, default_dst
+            level = item.split("-", 1)[1]
         elif "@" in item:
             method, pair = item.split("@", 1)
             if ":" not in pair:
@@ -396,7 +405,7 @@ def parse_methods(text, default_src, default_dst):
         spath, slabel = resolve_binary(s)
         dpath, dlabel = resolve_binary(d)
         specs.append({"name": name, "method": method, "src": spath, "dst": dpath,
-                      "src_label": slabel, "dst_label": dlabel,
+                      "src_label": slabel, "dst_label": dlabel, "qpl_level": level,
                       # Only the optional reference row is skipped quietly when its build is missing.
                       "optional": item == "qpl-intel"})
     return specs
