@@ -107,12 +107,11 @@ pub(super) fn match_uniform(page: &[u8], tally: &mut Tally) -> usize {
 /// step (pair-bench, step by step in docs/codec.md): faster on corpus A
 /// and `/usr`, ratio 2.5848 -> 2.6060 and 2.2800 -> 2.2927.
 #[inline(always)]
-pub(super) fn match_fast<P: Position, S: Sink>(
+pub(super) fn match_fast<P: Position, S: Sink, const SKIP_SHIFT: u32>(
     head: &mut [P; 1 << FAST_HASH_BITS],
     page: &[u8],
     tally: &mut S,
 ) -> usize {
-    const SKIP_SHIFT: u32 = 6;
     const KEY_MASK: u64 = (1 << (8 * FAST_MIN)) - 1;
     let n = page.len();
     assert!(n <= P::LIMIT);

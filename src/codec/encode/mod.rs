@@ -39,6 +39,11 @@ use writer::{write_items, write_stored, Writer};
 /// included, so that no subtable is built or visited.
 pub(super) const LL_MAX_LEN: u32 = 10;
 
+/// The fast matcher's stride through stretches without matches grows by two
+/// bytes per 2^SKIP_SHIFT bytes of the stretch (`matchers::match_fast`).
+const FAST_SKIP_SHIFT: u32 = 6;
+const TURBO_SKIP_SHIFT: u32 = 4;
+
 /// The smallest page that turbo codes under its canned code.
 const TURBO_MIN_PAGE: usize = 1024;
 
@@ -314,10 +319,10 @@ impl PageEncoder {
         };
         if page.len() < u16::LIMIT {
             let (head, _) = self.one_entry.narrow.for_page(0);
-            match_fast(head, page, &mut emit);
+            match_fast::<_, _, TURBO_SKIP_SHIFT>(head, page, &mut emit);
         } else {
             let (head, _) = self.one_entry.wide.for_page(0);
-            match_fast(head, page, &mut emit);
+            match_fast::<_, _, TURBO_SKIP_SHIFT>(head, page, &mut emit);
         }
         let len = emit.finish();
         if len <= limit {
@@ -357,11 +362,11 @@ impl PageEncoder {
             match self.level {
                 Level::Fast | Level::Turbo if narrow => {
                     let (head, _) = self.one_entry.narrow.for_page(0);
-                    match_fast(head, page, tally)
+                    match_fast::<_, _, FAST_SKIP_SHIFT>(head, page, tally)
                 }
                 Level::Fast | Level::Turbo => {
                     let (head, _) = self.one_entry.wide.for_page(0);
-                    match_fast(head, page, tally)
+                    match_fast::<_, _, FAST_SKIP_SHIFT>(head, page, tally)
                 }
                 Level::Strong if narrow => {
                     let (head, prev) = self.chains.narrow.for_page(n);
