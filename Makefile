@@ -67,7 +67,8 @@ test:
 # while packets are prepared) and the ABI tests, under AddressSanitizer.
 ASAN_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
 asan:
-	QEMU_QPL_STRESS_SECONDS=1 RUSTFLAGS=-Zsanitizer=address $(CARGO) +nightly test --release \
+	QEMU_QPL_CORPUS=$(CACHE)/corpus/corpusA.bin QEMU_QPL_STRESS_SECONDS=1 \
+	    RUSTFLAGS=-Zsanitizer=address $(CARGO) +nightly test --release \
 	    --target $(ASAN_TARGET) --target-dir target/asan --test running_guest --test abi --test malformed --test properties
 
 # Issue #15: Miri on the codec's and the ABI's unsafe code, with tests sized

@@ -87,6 +87,33 @@ fn codec_round_trips_and_faults_under_miri() {
     }
 }
 
+/// Turbo's pages share one header: the second one decoded hits the
+/// decoder's header cache and goes through the pair table, whose two-byte
+/// stores Miri checks.
+#[test]
+fn turbo_pages_through_the_header_cache_and_pair_table_under_miri() {
+    let mut encoder = PageEncoder::new(Level::Turbo);
+    let mut decoder = PageDecoder::new();
+    let base = pages();
+    for k in 0..3 {
+        // 1 KiB pages (turbo's smallest): text, then text with a tail of runs.
+        let mut page: Vec<u8> = base[1]
+            .iter()
+            .chain(&base[5])
+            .copied()
+            .cycle()
+            .skip(k * 77)
+            .take(1024)
+            .collect();
+        page[1000..].fill(b'x');
+        let mut stream = vec![0u8; 1023];
+        let len = encoder.encode(&page, &mut stream).expect("text compresses");
+        let mut out = vec![0u8; 1024];
+        decoder.decode(&stream[..len], &mut out).unwrap();
+        assert_eq!(out, page);
+    }
+}
+
 #[test]
 fn abi_send_and_receive_under_miri() {
     let pages = pages();

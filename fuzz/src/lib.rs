@@ -77,6 +77,18 @@ pub fn decode_page(data: &[u8]) {
     let mut dest = Guarded::new(page_size);
     let ours = DECODER.with(|d| d.borrow_mut().decode(stream, dest.page()));
     dest.assert_guards();
+    // Again with the same decoder, which may now reuse the tables of this
+    // stream's header (and their pair table): the same verdict and page.
+    let mut again = Guarded::new(page_size);
+    let second = DECODER.with(|d| d.borrow_mut().decode(stream, again.page()));
+    again.assert_guards();
+    assert_eq!(ours, second, "a second decode of the same stream disagrees");
+    if ours.is_ok() {
+        assert!(
+            dest.page() == again.page(),
+            "a second decode gives other bytes"
+        );
+    }
     let reference = reference_inflate(stream, page_size);
     match (ours, reference) {
         (Ok(()), Some(page)) => assert!(

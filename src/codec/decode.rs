@@ -386,6 +386,9 @@ pub struct PageDecoder {
     precode: [u32; PRECODE_TABLE_LEN],
     lens: [u8; LITLEN_SYMS + DIST_SYMS],
     header_cache: HeaderCache,
+    /// The pair table of the cached code, once a second stream has used it.
+    pairs: Box<PairTable>,
+    pairs_ready: bool,
     /// Whether the CPU has BMI2, for the decoder compiled to use it.
     #[cfg(target_arch = "x86_64")]
     bmi2: bool,
@@ -441,6 +444,8 @@ impl PageDecoder {
                 bytes: [0; HEADER_CACHE_BYTES],
                 bits: 0,
             },
+            pairs: boxed_table()?,
+            pairs_ready: false,
             #[cfg(target_arch = "x86_64")]
             bmi2: std::arch::is_x86_feature_detected!("bmi2"),
         })
@@ -487,7 +492,22 @@ impl PageDecoder {
                     &self.fixed_dist,
                 ),
                 2 => match self.dynamic_header(&mut bits, stream, first) {
-                    Ok(()) => huffman_block(&mut bits, page, &mut out, &self.litlen, &self.dist),
+                    // The code of the last stream again: worth a pair table.
+                    Ok(true) => {
+                        if !self.pairs_ready {
+                            build_pairs(&self.litlen, &mut self.pairs);
+                            self.pairs_ready = true;
+                        }
+                        huffman_block_pairs(
+                            &mut bits,
+                            page,
+                            &mut out,
+                            &self.pairs,
+                            &self.litlen,
+                            &self.dist,
+                        )
+                    }
+                    Ok(false) => huffman_block(&mut bits, page, &mut out, &self.litlen, &self.dist),
                     Err(e) => Err(e),
                 },
                 _ => Err(DecodeFault::Corrupt("reserved block type")),
@@ -518,23 +538,25 @@ impl PageDecoder {
 
     /// Sets up the tables of a dynamic block: those of the last stream when
     /// this is a stream's first block and its header has the same bits as
-    /// that stream's, else built from the header.
+    /// that stream's (returns true), else built from the header (false).
     fn dynamic_header(
         &mut self,
         bits: &mut Bits,
         stream: &[u8],
         first: bool,
-    ) -> Result<(), DecodeFault> {
+    ) -> Result<bool, DecodeFault> {
         if first && self.header_cache.matches(stream) {
-            return bits.restart_at(self.header_cache.bits);
+            bits.restart_at(self.header_cache.bits)?;
+            return Ok(true);
         }
         // The tables are about to change.
         self.header_cache.bits = 0;
+        self.pairs_ready = false;
         self.read_dynamic_header(bits)?;
         if first {
             self.header_cache.store(stream, bits.consumed_bits());
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Reads a dynamic block's code descriptions and builds its tables.
@@ -636,31 +658,59 @@ fn huffman_block(
     dist: &DistTable,
 ) -> Result<(), DecodeFault> {
     let mut pos = *out;
-    let result = huffman_loop(bits, page, &mut pos, litlen, dist);
+    let main = &litlen[..1 << LITLEN_BITS];
+    let result = huffman_loop::<false>(bits, page, &mut pos, main, litlen, dist);
     *out = pos;
     result
 }
 
+/// `huffman_block` with the pair table of the code in `litlen` as the first
+/// lookup (`build_pairs`): one lookup may give two literals.
 #[inline(always)]
-fn huffman_loop(
+fn huffman_block_pairs(
     bits: &mut Bits,
     page: &mut [u8],
     out: &mut usize,
+    pairs: &PairTable,
     litlen: &LitlenTable,
     dist: &DistTable,
 ) -> Result<(), DecodeFault> {
-    const LL_MASK: u64 = (1 << LITLEN_BITS) - 1;
+    let mut pos = *out;
+    let result = huffman_loop::<true>(bits, page, &mut pos, &pairs[..], litlen, dist);
+    *out = pos;
+    result
+}
+
+/// The Huffman block's symbols. The first lookup of each literal/length
+/// symbol goes to `main`: `litlen`'s own 2^LITLEN_BITS entries, or, with
+/// PAIRS, the 2^PAIR_BITS entries of a pair table, whose entries may carry
+/// two literals; subtables are always `litlen`'s.
+#[inline(always)]
+fn huffman_loop<const PAIRS: bool>(
+    bits: &mut Bits,
+    page: &mut [u8],
+    out: &mut usize,
+    main: &[u32],
+    litlen: &LitlenTable,
+    dist: &DistTable,
+) -> Result<(), DecodeFault> {
+    let main_bits = if PAIRS { PAIR_BITS } else { LITLEN_BITS };
+    let ll_mask: u64 = (1 << main_bits) - 1;
+    // Room kept at the page's end: five literals of a byte each, or four
+    // lookups of up to two literals each written as two-byte stores.
+    let margin = if PAIRS { 9 } else { FAST_OUT_MARGIN };
+    assert!(main.len() == 1 << main_bits);
     const D_MASK: u64 = (1 << DIST_BITS) - 1;
     let input = bits.input;
     let page_len = page.len();
     let mut pos = *out;
 
-    // Fast loop: while 8 input bytes can be read and three literals fit in
+    // Fast loop: while 8 input bytes can be read and `margin` bytes fit in
     // the page, the bit buffer needs no bounds checks; matches check their
     // own room.
-    if bits.overrun == 0 && input.len() >= 8 && page_len >= FAST_OUT_MARGIN {
+    if bits.overrun == 0 && input.len() >= 8 && page_len >= margin {
         let in_last = input.len() - 8;
-        let out_last = page_len - FAST_OUT_MARGIN;
+        let out_last = page_len - margin;
         let in_ptr = input.as_ptr();
         let out_ptr = page.as_mut_ptr();
         let mut ip = bits.pos;
@@ -674,29 +724,45 @@ fn huffman_loop(
             ip += (63 - cnt as usize) >> 3;
             cnt |= 56;
 
-            let mut entry = litlen[(buf & LL_MASK) as usize];
+            let mut entry = main[(buf & ll_mask) as usize];
             if entry & F_LIT != 0 {
                 // Up to five literals per refill: a literal in the main
                 // table takes at most LITLEN_BITS, 5 x 10 <= 56, and the
-                // loop condition leaves room for five bytes. Written out
-                // five times rather than looped: a counted loop measured
-                // 2-3 % slower on fixed-Huffman pages.
+                // loop condition leaves room for five bytes. With pairs,
+                // four lookups of at most PAIR_BITS, 4 x 12 <= 56, of one
+                // or two literals each. Written out rather than looped: a
+                // counted loop measured 2-3 % slower on fixed-Huffman pages.
                 macro_rules! literal {
                     () => {
                         buf >>= entry & 0xff;
                         cnt -= entry & 0xff;
-                        debug_assert!(pos < page_len);
-                        // SAFETY: the loop condition held pos <= page_len -
-                        // FAST_OUT_MARGIN, and at most FAST_OUT_MARGIN - 1
-                        // literals were written since, so pos < page_len.
-                        unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
-                        pos += 1;
+                        debug_assert!(pos + 1 < page_len);
+                        if PAIRS {
+                            // SAFETY: the loop condition held pos <=
+                            // page_len - margin, and at most three lookups
+                            // of two literals were written since, so
+                            // pos + 2 <= page_len.
+                            unsafe {
+                                out_ptr
+                                    .add(pos)
+                                    .cast::<u16>()
+                                    .write_unaligned(((entry >> 16) as u16).to_le())
+                            };
+                            pos += 1 + (((entry >> 8) & 15) == PAIR_MARK) as usize;
+                        } else {
+                            // SAFETY: the loop condition held pos <=
+                            // page_len - FAST_OUT_MARGIN, and at most
+                            // FAST_OUT_MARGIN - 1 literals were written
+                            // since, so pos < page_len.
+                            unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
+                            pos += 1;
+                        }
                     };
                     // A literal, then the next entry; leaves `$done` on
                     // anything but a literal.
                     (then $done:lifetime) => {
                         literal!();
-                        entry = litlen[(buf & LL_MASK) as usize];
+                        entry = main[(buf & ll_mask) as usize];
                         if entry & F_LIT == 0 {
                             break $done;
                         }
@@ -706,7 +772,9 @@ fn huffman_loop(
                     literal!(then 'literals);
                     literal!(then 'literals);
                     literal!(then 'literals);
-                    literal!(then 'literals);
+                    if !PAIRS {
+                        literal!(then 'literals);
+                    }
                     literal!();
                     continue 'symbols;
                 }
@@ -724,8 +792,9 @@ fn huffman_loop(
                 if entry & F_LIT != 0 {
                     buf >>= entry & 0xff;
                     cnt -= entry & 0xff;
-                    // SAFETY: at most four literals were written since the
-                    // loop condition, which left room for five.
+                    // SAFETY: at most four literals (with pairs, three
+                    // lookups of up to two) were written since the loop
+                    // condition, which left room for five (nine).
                     unsafe { *out_ptr.add(pos) = (entry >> 16) as u8 };
                     pos += 1;
                     continue;
@@ -792,6 +861,7 @@ fn huffman_loop(
     }
 
     // Careful loop for the stream's and the page's last bytes.
+    const LL_MASK: u64 = (1 << LITLEN_BITS) - 1;
     let mut b = Bits {
         input,
         pos: bits.pos,
@@ -862,6 +932,39 @@ fn huffman_loop(
 const COPY_SLACK: usize = 16;
 /// Room the fast loop keeps at the page's end: five literals.
 const FAST_OUT_MARGIN: usize = 5;
+
+/// Bits of the first lookup in a pair table.
+const PAIR_BITS: u32 = 12;
+const PAIR_TABLE_LEN: usize = 1 << PAIR_BITS;
+/// A pair table: for every PAIR_BITS-bit window, the literal/length table's
+/// entry for its first codeword, or, when it is a literal followed by a
+/// second literal that the window holds whole, both literals.
+type PairTable = [u32; PAIR_TABLE_LEN];
+/// The length nibble (bits 8-11) of a pair entry: no main-table literal has
+/// a codeword of 15 bits.
+const PAIR_MARK: u32 = 15;
+
+/// Fills `pairs` from the main literal/length table `litlen`.
+fn build_pairs(litlen: &LitlenTable, pairs: &mut PairTable) {
+    const MAIN: usize = (1 << LITLEN_BITS) - 1;
+    for (window, pair) in pairs.iter_mut().enumerate() {
+        let first = litlen[window & MAIN];
+        *pair = first;
+        if first & (F_LIT | F_EXC) != F_LIT {
+            continue;
+        }
+        let l1 = first & 0xff;
+        let second = litlen[(window >> l1) & MAIN];
+        let l2 = second & 0xff;
+        if second & (F_LIT | F_EXC) == F_LIT && l1 + l2 <= PAIR_BITS {
+            *pair = F_LIT
+                | (PAIR_MARK << 8)
+                | (l1 + l2)
+                | (first & 0xff_0000)
+                | ((second & 0xff_0000) << 8);
+        }
+    }
+}
 
 /// Copies `len` bytes from `dist` back to `pos`, LZ77-style, in 16- or
 /// 8-byte chunks that may write up to COPY_SLACK - 1 bytes past the match
