@@ -19,6 +19,8 @@ use super::settings::{Submit, Wait};
 
 /// The portal: one page of the WQ's MMIO space.
 const PORTAL_SIZE: usize = 4096;
+/// NOOPs a new queue may fail before it is not used.
+const PROBES: usize = 3;
 
 /// The outcome of one submission attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +125,7 @@ impl WorkQueue {
 
     /// Submits a NOOP and waits for its success, as Intel QPL probes a queue
     /// before it uses `write()`: a queue that takes descriptors but never
-    /// completes them, or completes them with an error, is not used.
+    /// completes them, or fails every one of three NOOPs, is not used.
     fn probe(&self, wait: Wait, timeout: Duration) -> Result<(), String> {
         let mut record = DeviceMemory::new("the IAA probe's completion record", 64)
             .map_err(|error| error.to_string())?;
@@ -134,40 +136,42 @@ impl WorkQueue {
             ..Fields::default()
         });
         let deadline = Instant::now() + timeout;
-        loop {
-            match self.try_submit(&desc) {
-                Submitted::Accepted => break,
-                Submitted::Retry if Instant::now() < deadline => std::thread::yield_now(),
-                Submitted::Retry => return Err("the queue stays full".into()),
-                Submitted::Failed(code) => {
-                    return Err(format!(
-                        "write() failed ({})",
-                        std::io::Error::from_raw_os_error(code)
-                    ))
+        let mut last = 0;
+        for _ in 0..PROBES {
+            // SAFETY: no descriptor naming the record is in flight.
+            unsafe { descriptor::clear_record(record.at(0)) };
+            loop {
+                match self.try_submit(&desc) {
+                    Submitted::Accepted => break,
+                    Submitted::Retry if Instant::now() < deadline => std::thread::yield_now(),
+                    Submitted::Retry => return Err("the queue stays full".into()),
+                    Submitted::Failed(code) => {
+                        return Err(format!(
+                            "write() failed ({})",
+                            std::io::Error::from_raw_os_error(code)
+                        ))
+                    }
                 }
             }
+            // SAFETY: the record is this function's, alive until it returns
+            // (or kept forever below).
+            let done = unsafe { super::wait::until_complete(record.at(0), deadline, wait) };
+            if !done {
+                // The device may still write the record some day.
+                record.keep_forever();
+                return Err(format!(
+                    "a NOOP did not complete within {} ms",
+                    timeout.as_millis()
+                ));
+            }
+            self.completed();
+            // SAFETY: the status is set: the device is done with the record.
+            last = unsafe { read_record(record.at(0)) }.status;
+            if last == status::SUCCESS {
+                return Ok(());
+            }
         }
-        // SAFETY: the record is this function's, alive until it returns (or
-        // kept forever below).
-        let done = unsafe { super::wait::until_complete(record.at(0), deadline, wait) };
-        if !done {
-            // The device may still write the record some day.
-            record.keep_forever();
-            return Err(format!(
-                "a NOOP did not complete within {} ms",
-                timeout.as_millis()
-            ));
-        }
-        self.completed();
-        // SAFETY: the status is set: the device is done with the record.
-        let completion = unsafe { read_record(record.at(0)) };
-        if completion.status != status::SUCCESS {
-            return Err(format!(
-                "a NOOP completed with status {:#04x}",
-                completion.status
-            ));
-        }
-        Ok(())
+        Err(format!("{PROBES} NOOPs completed with status {last:#04x}"))
     }
 
     /// One attempt to hand `desc` to the queue. A dedicated queue first
