@@ -79,6 +79,8 @@ pub struct Receiver {
     fault_page: Option<u32>,
     engine: Engine,
     counters: Counters,
+    /// `QEMU_QPL_IAA_LOG`.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Receiver {
@@ -134,7 +136,9 @@ impl Receiver {
             fault_page: None,
             engine,
             counters: Counters::default(),
-        })
+            log: settings.log.clone(),
+        }
+        .logged_setup())
     }
 
     pub fn config(&self) -> ChannelConfig {
@@ -153,6 +157,22 @@ impl Receiver {
     /// Whether packets go to the device now.
     pub fn uses_iaa(&self) -> bool {
         matches!(&self.engine, Engine::Iaa(device) if device.usable())
+    }
+
+    fn logged_setup(self) -> Self {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} receiver channel {}: {line}",
+                    std::process::id(),
+                    self.config.channel
+                ),
+            );
+        }
+        self
     }
 
     /// One line saying which engine decompresses and why.
@@ -328,5 +348,23 @@ impl Receiver {
         data.copy_from_slice(&body[lengths_len..]);
         let mut dest = dest;
         self.decode_pages(&mut dest)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} receiver channel {} done: {}; {line}",
+                    std::process::id(),
+                    self.config.channel,
+                    crate::iaa::log::counters(&self.counters())
+                ),
+            );
+        }
     }
 }

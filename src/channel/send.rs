@@ -124,6 +124,8 @@ pub struct Sender {
     counters: Counters,
     /// Set for the automatic level, with when the last packet was handed over.
     auto: Option<(AutoLevel, Option<Instant>)>,
+    /// `QEMU_QPL_IAA_LOG`.
+    log: Option<std::path::PathBuf>,
 }
 
 /// The Huffman codes the device uses at `level`, unless the settings force them.
@@ -227,7 +229,9 @@ impl Sender {
             engine,
             counters: Counters::default(),
             auto: None,
-        })
+            log: settings.log.clone(),
+        }
+        .logged_setup())
     }
 
     pub fn config(&self) -> ChannelConfig {
@@ -246,6 +250,22 @@ impl Sender {
     /// Whether packets go to the device now.
     pub fn uses_iaa(&self) -> bool {
         matches!(&self.engine, Engine::Iaa(device) if device.usable())
+    }
+
+    fn logged_setup(self) -> Self {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} sender channel {}: {line}",
+                    std::process::id(),
+                    self.config.channel
+                ),
+            );
+        }
+        self
     }
 
     /// One line saying which engine compresses and why.
@@ -332,6 +352,24 @@ impl Sender {
             segments: &self.segments,
             payload_size,
         })
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} sender channel {} done: {}; {line}",
+                    std::process::id(),
+                    self.config.channel,
+                    crate::iaa::log::counters(&self.counters())
+                ),
+            );
+        }
     }
 }
 

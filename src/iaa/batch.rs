@@ -27,6 +27,10 @@ use crate::error::Error;
 
 /// Attempts of one submission before the driver looks at its other jobs.
 const SUBMIT_ATTEMPTS: u32 = 8;
+/// How long a page waits for room in a full queue when none of the
+/// packet's jobs is on the device (the queue is full of other clients'
+/// descriptors) before the CPU does it: about the time the CPU would take.
+const QUEUE_FULL_WAIT: Duration = Duration::from_micros(50);
 
 /// What happened to one page, handed to [`Work::emit`] in page order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,8 @@ struct Job {
     /// Page faults resubmitted for this job's current descriptor.
     faults: u8,
     started: bool,
+    /// When the queue first refused the job's current descriptor.
+    refused: Option<Instant>,
 }
 
 impl Job {
@@ -103,6 +109,7 @@ impl Job {
         since: None,
         faults: 0,
         started: false,
+        refused: None,
     };
 }
 
@@ -257,7 +264,8 @@ impl Driver {
                 continue;
             }
             self.unblock(finished, started, work);
-            if started < count && self.jobs[started].state != State::Pending {
+            // A refused first descriptor that went to the CPU: the page is done.
+            if started < count && matches!(self.jobs[started].state, State::Done(_)) {
                 started += 1;
             }
         }
@@ -304,9 +312,13 @@ impl Driver {
             Submitted::Accepted => {
                 self.counters.descriptors += 1;
                 job.since = Some(Instant::now());
+                job.refused = None;
                 State::InFlight
             }
-            Submitted::Retry => State::Ready,
+            Submitted::Retry => {
+                job.refused.get_or_insert_with(Instant::now);
+                State::Ready
+            }
             Submitted::Failed(_) => {
                 self.counters.count(Fallback::Error);
                 State::Done(Verdict::Cpu {
@@ -415,7 +427,14 @@ impl Driver {
             .find(|&i| self.jobs[i].state == State::Ready)
             .unwrap_or(started);
         if refused < self.jobs.len() {
-            self.fall_back(refused, Fallback::QueueFull);
+            let waited = self.jobs[refused]
+                .refused
+                .map_or(Duration::ZERO, |t| t.elapsed());
+            if waited < QUEUE_FULL_WAIT {
+                wait::back_off(waited);
+            } else {
+                self.fall_back(refused, Fallback::QueueFull);
+            }
         }
     }
 

@@ -17,6 +17,7 @@ mod decompress;
 mod descriptor;
 pub mod discovery;
 mod huffman;
+pub mod log;
 mod memory;
 mod queue;
 pub mod settings;

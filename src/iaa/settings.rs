@@ -89,6 +89,10 @@ pub struct Settings {
     /// discards its device buffers' pages first, as reclaim would, so that
     /// the device meets non-resident pages. 0 = never.
     pub evict_every: u32,
+    /// `QEMU_QPL_IAA_LOG`: a file each channel appends its path line to at
+    /// setup, and its counters at the end (for QEMUs whose shim does not
+    /// report them, and for tests).
+    pub log: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -102,6 +106,7 @@ impl Default for Settings {
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
             huffman: None,
             evict_every: 0,
+            log: None,
         }
     }
 }
@@ -193,6 +198,9 @@ impl Settings {
                     ))
                 })?;
             settings.timeout = Duration::from_millis(ms);
+        }
+        if let Some(value) = get("QEMU_QPL_IAA_LOG").filter(|v| !v.is_empty()) {
+            settings.log = Some(PathBuf::from(value));
         }
         if let Some(value) = get("QEMU_QPL_IAA_EVICT_EVERY") {
             settings.evict_every = value.trim().parse().map_err(|_| {

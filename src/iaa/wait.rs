@@ -2,16 +2,33 @@
 //! a device would plausibly answer, then yielding the core; or
 //! UMONITOR/UMWAIT on the record where the CPU has WAITPKG.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::descriptor::record_status;
 use super::settings::Wait;
 
-/// Spins before the first yield: a page takes the device microseconds.
-const SPINS_BEFORE_YIELD: u32 = 2048;
+/// How long a waiter spins, then yields the core, before it sleeps between
+/// looks: a page takes a device microseconds, so the spin catches nearly
+/// every completion; a device shared with busy clients (or a software
+/// model on the same cores) gets the core back.
+const SPIN: Duration = Duration::from_micros(20);
+const YIELD: Duration = Duration::from_micros(200);
+const SLEEP: Duration = Duration::from_micros(20);
 /// UMWAIT's own bound, in TSC ticks (tens of microseconds): the loop checks
 /// the deadline between waits.
 const UMWAIT_TICKS: u64 = 100_000;
+
+/// Backs off once, after `waited` of waiting for the device: spin, yield or
+/// sleep.
+pub fn back_off(waited: Duration) {
+    if waited < SPIN {
+        std::hint::spin_loop();
+    } else if waited < YIELD {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(SLEEP);
+    }
+}
 
 /// Waits until the status of the record at `record` is non-zero (true) or
 /// `deadline` passes (false).
@@ -19,24 +36,29 @@ const UMWAIT_TICKS: u64 = 100_000;
 /// # Safety
 /// `record` points at a live completion record.
 pub unsafe fn until_complete(record: *const u8, deadline: Instant, how: Wait) -> bool {
-    let mut spins = 0u32;
+    let start = Instant::now();
+    let mut waited = Duration::ZERO;
+    let mut looks = 0u32;
     loop {
         // SAFETY: the caller's record.
         if unsafe { record_status(record) } != 0 {
             return true;
         }
-        spins = spins.wrapping_add(1);
-        if spins % 64 == 0 && Instant::now() >= deadline {
-            // SAFETY: as above; a last look after the deadline.
-            return unsafe { record_status(record) } != 0;
+        looks = looks.wrapping_add(1);
+        if looks % 16 == 0 || waited >= SPIN {
+            let now = Instant::now();
+            if now >= deadline {
+                // SAFETY: as above; a last look after the deadline.
+                return unsafe { record_status(record) } != 0;
+            }
+            waited = now - start;
         }
         match how {
-            Wait::Umwait => {
+            Wait::Umwait if waited < YIELD => {
                 // SAFETY: the record is live (the caller's guarantee).
                 unsafe { umwait(record) };
             }
-            Wait::Pause if spins < SPINS_BEFORE_YIELD => std::hint::spin_loop(),
-            Wait::Pause => std::thread::yield_now(),
+            _ => back_off(waited),
         }
     }
 }

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The IAA path of qemu-qpl in QEMU, on the IAA model (issue #14).
+#
+#   tests/iaa/check.sh migration-test   QEMU's migration-test qpl case, our QEMU on the model
+#   tests/iaa/check.sh live             live migrations of a real-data guest, 2 and 4 channels:
+#                                       ours(IAA)->ours(IAA), ours(IAA)<->upstream (Intel QPL on
+#                                       IAA), ours(IAA)<->ours(CPU); RAM hashed on both sides
+#   tests/iaa/check.sh faults           ours(IAA)->ours(IAA) with a full queue, random error
+#                                       completions, page faults, a device that stops completing
+#   tests/iaa/check.sh all              the three
+#
+# Each QEMU runs through a wrapper that puts it on the model (make -s iaa-model-env), gives it
+# this checkout's library (LD_LIBRARY_PATH: the shared build tree may hold another checkout's
+# libqemu_qpl.so) and its own statistics directory and channel log (QEMU_QPL_IAA_LOG). Our
+# IAA QEMUs run with QEMU_QPL_IAA=require: a channel that cannot use the device fails the
+# migration instead of passing on the CPU. After each run the model's statistics and the
+# library's counters must show that the device did the work.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}
+OURS=$CACHE/qemu-build/ours/qemu-system-x86_64
+INTEL=$CACHE/qemu-build/intel-qpl/qemu-system-x86_64
+QPL_CASE=/x86_64/migration/multifd/tcp/plain/qpl
+SIZE=${IAA_CHECK_SIZE:-256M}
+stage=${1:-all}
+
+target=${CARGO_TARGET_DIR:-$root/target}
+case "$target" in /*) ;; *) target=$root/$target ;; esac
+for bin in "$OURS" "$INTEL"; do
+  [ -x "$bin" ] || { echo "iaa check: $bin missing: run make qemu-build" >&2; exit 1; }
+done
+work=$(mktemp -d "${TMPDIR:-/tmp}/iaa-check.XXXXXX")
+if [ -z "${IAA_CHECK_KEEP:-}" ]; then
+  trap 'rm -rf "$work"' EXIT
+else
+  echo "iaa check: keeping $work" >&2
+fi
+
+step() { echo "iaa check: $*" >&2; }
+
+cargo build --release --quiet --lib --manifest-path "$root/Cargo.toml"
+libdir=$target/iaa-qemu-lib
+mkdir -p "$libdir"
+ln -sfn "$target/release/libqemu_qpl.so" "$libdir/libqemu_qpl.so.0"
+
+# model_env WQS: the KEY=VALUE lines that put a process on a model with work queues WQS.
+model_env() {
+  IAA_MODEL_WQS=$1 bash "$root/tests/iaa-model/env.sh"
+}
+
+# wrapper NAME BINARY KIND WQS [KEY=VALUE...]: an executable $work/NAME/qemu-system-x86_64
+# (migration-test wants that name) that runs BINARY on the model (KIND ours-iaa, ours-cpu or
+# intel) with statistics in $work/NAME/stats and our channels' log in $work/NAME/channels.log.
+# Prints its path.
+wrapper() {
+  local name=$1 binary=$2 kind=$3 wqs=$4
+  shift 4
+  local dir=$work/$name
+  local path=$dir/qemu-system-x86_64
+  mkdir -p "$dir/stats"
+  {
+    echo '#!/usr/bin/env bash'
+    echo "export IAA_MODEL_STATS=$dir/stats"
+    local line
+    while read -r line; do echo "export $line"; done < <(model_env "$wqs")
+    echo "export IAA_MODEL_WQS=$wqs"
+    case "$kind" in
+      ours-iaa) echo "export QEMU_QPL_IAA=require QEMU_QPL_IAA_LOG=$dir/channels.log" ;;
+      ours-cpu) echo "export QEMU_QPL_IAA=off QEMU_QPL_IAA_LOG=$dir/channels.log" ;;
+      intel) ;;
+      *) echo "iaa check: unknown wrapper kind $kind" >&2; exit 1 ;;
+    esac
+    case "$kind" in
+      ours-*) echo "export LD_LIBRARY_PATH=$libdir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" ;;
+    esac
+    for line in "$@"; do echo "export $line"; done
+    echo "exec $binary \"\$@\""
+  } > "$path"
+  chmod +x "$path"
+  echo "$path"
+}
+
+# counters NAME: the library's counters summed over the channels of wrapper NAME's QEMUs
+# (the channel log's "done" lines), as KEY=VALUE lines.
+counters() {
+  python3 - "$work/$1/channels.log" <<'PY'
+import re, sys
+total = {}
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except FileNotFoundError:
+    lines = []
+for line in lines:
+    if " done: " in line:
+        for key, value in re.findall(r"(\w+)=(\d+)", line.split(" done: ", 1)[1]):
+            total[key] = total.get(key, 0) + int(value)
+for key, value in total.items():
+    print("%s=%d" % (key, value))
+PY
+}
+
+# expect NAME EXPR: EXPR (python, over the counters of NAME) must hold.
+expect() {
+  local name=$1 expr=$2
+  local values
+  values=$(counters "$name" | paste -sd' ')
+  if ! python3 -c "
+import sys
+c = dict(kv.split('=') for kv in sys.argv[1].split())
+c = {k: int(v) for k, v in c.items()}
+sys.exit(0 if eval(sys.argv[2], {}, c) else 1)" "$values" "$expr" 2>/dev/null; then
+    echo "iaa check: $name: expected $expr; counters: ${values:-none (no channel log)}" >&2
+    head -8 "$work/$name/channels.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  step "$name: $expr ($values)"
+}
+
+stats() { # NAME ARGS...: stats.py over wrapper NAME's statistics
+  local name=$1
+  shift
+  python3 "$root/tests/iaa-model/stats.py" "$work/$name/stats" "$@"
+}
+
+demo() { # demo ARGS...: qpl-demo, 256 MiB of real data, a running guest, RAM verified
+  python3 "$root/tests/migration/qpl-demo.py" --size "$SIZE" "$@"
+}
+
+PAGES=$(python3 -c "import re; s='$SIZE'; n=int(re.match(r'\d+', s).group()); print(n * {'M': 256, 'G': 262144}[s[-1]])")
+
+migration_test() {
+  local src dst
+  src=$(wrapper mt-src "$OURS" ours-iaa shared:128:bof)
+  dst=$(wrapper mt-dst "$OURS" ours-iaa shared:128:bof)
+  step "migration-test $QPL_CASE, our QEMU on the model at both ends"
+  bash "$root/tests/qemu/run-migration-test.sh" ours --src "$src" --dst "$dst" "$QPL_CASE"
+  stats mt-src --min-compress 1000 --max-faults 0
+  stats mt-dst --min-decompress 1000 --max-faults 0
+  expect mt-src "pages_iaa > 1000"
+  expect mt-dst "pages_iaa > 1000"
+}
+
+live() {
+  local ours_src ours_dst cpu_src cpu_dst intel_src intel_dst
+  ours_src=$(wrapper ours-src "$OURS" ours-iaa shared:128:bof)
+  ours_dst=$(wrapper ours-dst "$OURS" ours-iaa shared:128:bof)
+  cpu_src=$(wrapper cpu-src "$OURS" ours-cpu shared:128:bof)
+  cpu_dst=$(wrapper cpu-dst "$OURS" ours-cpu shared:128:bof)
+  intel_src=$(wrapper intel-src "$INTEL" intel shared:128:bof)
+  intel_dst=$(wrapper intel-dst "$INTEL" intel shared:128:bof)
+  step "live migrations of a $SIZE running guest full of real data, 2 and 4 channels, RAM hashed; destinations not preallocated"
+  demo --channels 2,4 --methods "qpl@$ours_src:$ours_dst,qpl@$ours_src:$intel_dst,qpl@$intel_src:$ours_dst,qpl@$ours_src:$cpu_dst,qpl@$cpu_src:$ours_dst"
+  # Four migrations from our IAA source, four into our IAA destination: most of each
+  # one's pages compressed and decompressed by the device.
+  stats ours-src --min-compress $((4 * PAGES / 2)) --max-faults 0
+  stats ours-dst --min-decompress $((4 * PAGES / 2)) --max-faults 0
+  stats intel-src --min-compress $((2 * PAGES / 2)) --max-faults 0
+  stats intel-dst --min-decompress $((2 * PAGES / 2)) --max-faults 0
+  expect ours-src "pages_iaa > 4 * $PAGES // 2 and pages_cpu < pages_iaa // 100"
+  expect ours-dst "pages_iaa > 4 * $PAGES // 2 and pages_cpu < pages_iaa // 100"
+  expect cpu-src "pages_iaa == 0 and pages_cpu > 2 * $PAGES // 2"
+  expect cpu-dst "pages_iaa == 0 and pages_cpu > 2 * $PAGES // 2"
+  [ -z "$(ls "$work/cpu-src/stats" "$work/cpu-dst/stats")" ] \
+    || { stats cpu-src; stats cpu-dst; echo "iaa check: a QEMU_QPL_IAA=off QEMU used the device" >&2; exit 1; }
+}
+
+faults() {
+  local src dst
+  step "a full queue: 4 channels on a queue of 8 entries at each end"
+  src=$(wrapper full-src "$OURS" ours-iaa shared:8:bof)
+  dst=$(wrapper full-dst "$OURS" ours-iaa shared:8:bof)
+  demo --channels 4 --methods "qpl@$src:$dst"
+  expect full-src "fallback_queue_full > 0 and pages_iaa > $PAGES // 4"
+  expect full-dst "pages_iaa > $PAGES // 4"
+
+  step "random error completions (5 % of descriptors) at both ends"
+  src=$(wrapper errors-src "$OURS" ours-iaa shared:128:bof IAA_MODEL_FAIL_RATE=0.05 IAA_MODEL_FAIL_SEED=3)
+  dst=$(wrapper errors-dst "$OURS" ours-iaa shared:128:bof IAA_MODEL_FAIL_RATE=0.05 IAA_MODEL_FAIL_SEED=5)
+  demo --channels 2 --methods "qpl@$src:$dst"
+  expect errors-src "fallback_error > 0 and pages_iaa > $PAGES // 2"
+  expect errors-dst "fallback_error > 0 and pages_iaa > $PAGES // 2"
+
+  step "page faults: no block on fault, output buffers given back to the kernel every 4th packet"
+  src=$(wrapper pf-src "$OURS" ours-iaa shared:128 QEMU_QPL_IAA_EVICT_EVERY=4)
+  dst=$(wrapper pf-dst "$OURS" ours-iaa shared:128 QEMU_QPL_IAA_EVICT_EVERY=4)
+  demo --channels 2 --methods "qpl@$src:$dst"
+  expect pf-src "page_faults > 0 and fallback_page_fault == 0 and pages_iaa > $PAGES // 2"
+  expect pf-dst "page_faults > 0 and fallback_page_fault == 0 and pages_iaa > $PAGES // 2"
+
+  step "a device that stops completing after 3000 descriptors (timeout 200 ms) at both ends"
+  src=$(wrapper stall-src "$OURS" ours-iaa shared:128:bof IAA_MODEL_STALL_AFTER=3000 QEMU_QPL_IAA_TIMEOUT_MS=200)
+  dst=$(wrapper stall-dst "$OURS" ours-iaa shared:128:bof IAA_MODEL_STALL_AFTER=3000 QEMU_QPL_IAA_TIMEOUT_MS=200)
+  local start=$SECONDS
+  demo --channels 2 --methods "qpl@$src:$dst" --timeout 300
+  expect stall-src "fallback_timeout > 0 and pages_cpu > $PAGES // 2"
+  expect stall-dst "fallback_timeout > 0 and pages_cpu > $PAGES // 2"
+  grep -q "CPU since IAA timed out" "$work/stall-src/channels.log" \
+    || { echo "iaa check: the stalled source did not say it gave the device up" >&2; exit 1; }
+  step "the stalled device cost $((SECONDS - start)) s of migration"
+}
+
+case "$stage" in
+  migration-test) migration_test ;;
+  live) live ;;
+  faults) faults ;;
+  all) migration_test; live; faults ;;
+  *) echo "usage: $0 migration-test|live|faults|all" >&2; exit 2 ;;
+esac
+step "$stage passed"
