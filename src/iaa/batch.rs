@@ -3,10 +3,11 @@
 //! result or, for that page alone, a fallback to the CPU.
 //!
 //! The driver owns what is common to both sides: the work queue, one
-//! completion record per page, submission with bounded retries (a full
-//! queue first gets the chance to drain while the driver collects an
-//! earlier job of the packet), page faults (the faulting address is touched
-//! and the descriptor resubmitted once), and the deadline: a job that does
+//! completion record per page, submission with bounded retries (a queue
+//! still full after them sends the page to the CPU, as upstream does, so
+//! that the CPU works while the device does), page faults (the faulting
+//! address is touched and the descriptor resubmitted once), and the
+//! deadline: a job that does
 //! not complete in time is abandoned, the channel uses the CPU for good, and
 //! every buffer the device might still write is never reused or freed. The
 //! side-specific work (which descriptors, what a result means, where it
@@ -25,12 +26,12 @@ use super::settings::Wait;
 use super::wait;
 use crate::error::Error;
 
-/// Attempts of one submission before the driver looks at its other jobs.
-const SUBMIT_ATTEMPTS: u32 = 8;
-/// How long a page waits for room in a full queue when none of the
-/// packet's jobs is on the device (the queue is full of other clients'
-/// descriptors) before the CPU does it: about the time the CPU would take.
-const QUEUE_FULL_WAIT: Duration = Duration::from_micros(50);
+/// A refused submission is tried again for this long (and at least
+/// `SUBMIT_ATTEMPTS` times) before the page goes to the CPU: a few
+/// descriptors' time on a device, well under what the CPU takes for a page
+/// (upstream QEMU tries 4 times).
+const SUBMIT_BUDGET: Duration = Duration::from_micros(10);
+const SUBMIT_ATTEMPTS: u32 = 4;
 
 /// What happened to one page, handed to [`Work::emit`] in page order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +86,6 @@ enum State {
     Pending,
     /// `desc` is on the device.
     InFlight,
-    /// `desc` must be submitted (the queue refused it).
-    Ready,
     Done(Verdict),
 }
 
@@ -98,8 +97,6 @@ struct Job {
     /// Page faults resubmitted for this job's current descriptor.
     faults: u8,
     started: bool,
-    /// When the queue first refused the job's current descriptor.
-    refused: Option<Instant>,
 }
 
 impl Job {
@@ -109,7 +106,6 @@ impl Job {
         since: None,
         faults: 0,
         started: false,
-        refused: None,
     };
 }
 
@@ -200,8 +196,9 @@ impl Driver {
         self.records.at(index * RECORD_SIZE)
     }
 
-    /// Runs one packet through the device. Every page is emitted exactly
-    /// once, in order, unless `emit` fails.
+    /// Runs one packet through the device: every page's descriptor is
+    /// submitted, then the pages are finished and emitted in order. Every
+    /// page is emitted exactly once, unless `emit` fails.
     pub fn run<W: Work>(&mut self, work: &mut W) -> Result<(), Error> {
         let count = work.count();
         if count > self.jobs.len() {
@@ -215,151 +212,108 @@ impl Driver {
         if self.evict_every > 0 && self.packets % u64::from(self.evict_every) == 0 {
             work.evict();
         }
-        for job in &mut self.jobs[..count] {
-            *job = Job::IDLE;
+        for index in 0..count {
+            self.jobs[index] = Job::IDLE;
+            self.start(index, work);
         }
-        let (mut started, mut finished) = (0, 0);
-        while finished < count {
-            let mut progressed = false;
-            while started < count && self.disabled.is_none() {
-                if !self.start(started, work) {
-                    break;
-                }
-                started += 1;
-                progressed = true;
-            }
-            let mut scan = finished;
-            while scan < started {
-                match self.advance(scan, work) {
-                    Advance::Moved => progressed = true,
-                    Advance::Waiting => break,
-                    Advance::Still => {}
-                }
-                scan += 1;
-            }
-            while finished < count {
-                let State::Done(verdict) = self.jobs[finished].state else {
-                    break;
-                };
-                if let Err(error) = work.emit(finished, verdict) {
-                    self.settle(finished + 1, count, work);
-                    return Err(error);
-                }
-                finished += 1;
-                progressed = true;
-            }
-            if finished == count || progressed {
-                continue;
-            }
-            if self.disabled.is_some() {
-                // Pages never started after the device was given up.
-                for job in &mut self.jobs[finished..count] {
-                    if job.state == State::Pending {
-                        job.state = State::Done(Verdict::Cpu {
-                            reason: Fallback::Disabled,
-                            started: false,
-                        });
-                    }
-                }
-                continue;
-            }
-            self.unblock(finished, started, work);
-            // A refused first descriptor that went to the CPU: the page is done.
-            if started < count && matches!(self.jobs[started].state, State::Done(_)) {
-                started += 1;
+        for index in 0..count {
+            self.finish(index, count, work);
+            let State::Done(verdict) = self.jobs[index].state else {
+                return Err(Error::internal(format!("page {index} was not finished")));
+            };
+            if let Err(error) = work.emit(index, verdict) {
+                self.settle(index + 1, count);
+                return Err(error);
             }
         }
         Ok(())
     }
 
-    /// Starts page `index` (or retries its refused first descriptor);
-    /// false when the queue refused it.
-    fn start<W: Work>(&mut self, index: usize, work: &mut W) -> bool {
-        if !self.jobs[index].started {
-            let record = self.record(index);
-            let Some(desc) = work.first(index, record as u64) else {
-                self.jobs[index].state = State::Done(Verdict::NoWork);
-                return true;
-            };
-            let job = &mut self.jobs[index];
-            job.started = true;
-            job.desc = desc;
-            job.state = State::Ready;
+    /// Submits page `index`'s first descriptor (or finds it needs none).
+    fn start<W: Work>(&mut self, index: usize, work: &mut W) {
+        if self.disabled.is_some() {
+            self.jobs[index].state = State::Done(Verdict::Cpu {
+                reason: Fallback::Disabled,
+                started: false,
+            });
+            return;
         }
-        self.submit(index) != State::Ready
+        let record = self.record(index);
+        let Some(desc) = work.first(index, record as u64) else {
+            self.jobs[index].state = State::Done(Verdict::NoWork);
+            return;
+        };
+        let job = &mut self.jobs[index];
+        job.started = true;
+        job.desc = desc;
+        self.submit(index);
     }
 
-    /// Submits the job's descriptor; its new state.
-    fn submit(&mut self, index: usize) -> State {
+    /// Submits the job's descriptor: in flight, or, when the queue refuses
+    /// it after the retries (as upstream does) or `write()` fails, the page
+    /// goes to the CPU.
+    fn submit(&mut self, index: usize) {
         let record = self.record(index);
         // SAFETY: the record belongs to this job, which is not in flight.
         unsafe { clear_record(record) };
         let desc = self.jobs[index].desc;
         let queue = self.queue().clone();
-        let mut outcome = Submitted::Retry;
-        for attempt in 0..SUBMIT_ATTEMPTS {
-            outcome = queue.try_submit(&desc);
-            if outcome != Submitted::Retry {
-                break;
-            }
-            self.counters.submit_retries += 1;
-            if attempt + 1 < SUBMIT_ATTEMPTS {
+        let mut outcome = queue.try_submit(&desc);
+        if outcome == Submitted::Retry {
+            let start = Instant::now();
+            let mut attempts = 1;
+            while outcome == Submitted::Retry
+                && (attempts < SUBMIT_ATTEMPTS || start.elapsed() < SUBMIT_BUDGET)
+            {
+                self.counters.submit_retries += 1;
                 std::hint::spin_loop();
+                outcome = queue.try_submit(&desc);
+                attempts += 1;
             }
         }
-        let job = &mut self.jobs[index];
-        job.state = match outcome {
+        match outcome {
             Submitted::Accepted => {
                 self.counters.descriptors += 1;
+                let job = &mut self.jobs[index];
                 job.since = Some(Instant::now());
-                job.refused = None;
-                State::InFlight
+                job.state = State::InFlight;
             }
-            Submitted::Retry => {
-                job.refused.get_or_insert_with(Instant::now);
-                State::Ready
-            }
-            Submitted::Failed(_) => {
-                self.counters.count(Fallback::Error);
-                State::Done(Verdict::Cpu {
-                    reason: Fallback::Error,
-                    started: true,
-                })
-            }
-        };
-        job.state
-    }
-
-    /// Moves page `index` on if its job has completed (or retries a refused
-    /// submission).
-    fn advance<W: Work>(&mut self, index: usize, work: &mut W) -> Advance {
-        match self.jobs[index].state {
-            State::Done(_) | State::Pending => Advance::Still,
-            State::Ready => {
-                if self.disabled.is_some() {
-                    return self.fall_back(index, Fallback::Timeout);
-                }
-                match self.submit(index) {
-                    State::Ready => Advance::Waiting,
-                    _ => Advance::Moved,
-                }
-            }
-            State::InFlight => {
-                // SAFETY: this job's record.
-                if unsafe { record_status(self.record(index)) } == 0 {
-                    return Advance::Waiting;
-                }
-                self.completed(index, work);
-                Advance::Moved
-            }
+            Submitted::Retry => self.fall_back(index, Fallback::QueueFull),
+            Submitted::Failed(_) => self.fall_back(index, Fallback::Error),
         }
     }
 
-    fn fall_back(&mut self, index: usize, reason: Fallback) -> Advance {
+    fn fall_back(&mut self, index: usize, reason: Fallback) {
         self.counters.count(reason);
         let started = self.jobs[index].started;
         self.jobs[index].state = State::Done(Verdict::Cpu { reason, started });
-        Advance::Moved
+    }
+
+    /// Takes page `index` to its end: its job's completions (next stages,
+    /// page faults) until it is done, moving the later pages' completed
+    /// jobs on meanwhile, so that their next stages reach the device.
+    fn finish<W: Work>(&mut self, index: usize, count: usize, work: &mut W) {
+        while self.jobs[index].state == State::InFlight {
+            for later in index..count {
+                if self.jobs[later].state == State::InFlight
+                    // SAFETY: this job's record.
+                    && unsafe { record_status(self.record(later)) } != 0
+                {
+                    self.completed(later, work);
+                }
+            }
+            if self.jobs[index].state != State::InFlight {
+                break;
+            }
+            let since = self.jobs[index].since.unwrap_or_else(Instant::now);
+            // SAFETY: this job's record, alive as long as the driver.
+            let done = unsafe {
+                wait::until_complete(self.record(index), since + self.timeout, self.wait)
+            };
+            if !done {
+                self.give_up(index, count);
+            }
+        }
     }
 
     /// Page `index`'s descriptor has completed: page faults, next stage or done.
@@ -372,9 +326,9 @@ impl Driver {
         }
         if let Some(write) = completion.page_fault() {
             self.counters.page_faults += 1;
-            let job = &mut self.jobs[index];
             let ours =
                 work.owns(completion.fault_addr) || self.records.contains(completion.fault_addr);
+            let job = &mut self.jobs[index];
             if job.faults == 0 && self.disabled.is_none() && ours {
                 job.faults = 1;
                 // SAFETY: the address lies in this side's device memory
@@ -390,58 +344,21 @@ impl Driver {
         let desc = self.jobs[index].desc;
         match work.next(index, &desc, &completion, record as u64) {
             Step::Done => self.jobs[index].state = State::Done(Verdict::Device(completion)),
-            Step::Fallback(reason) => {
-                self.fall_back(index, reason);
-            }
+            Step::Fallback(reason) => self.fall_back(index, reason),
             Step::Submit(desc) if self.disabled.is_none() => {
                 let job = &mut self.jobs[index];
                 job.desc = desc;
                 job.faults = 0;
                 self.submit(index);
             }
-            Step::Submit(_) => {
-                self.fall_back(index, Fallback::Timeout);
-            }
-        }
-    }
-
-    /// Nothing moved: wait for the first job in flight, or, when the queue
-    /// refuses and none of this packet's jobs is on the device, give the
-    /// refused page to the CPU.
-    fn unblock<W: Work>(&mut self, finished: usize, started: usize, work: &mut W) {
-        let in_flight = (finished..started).find(|&i| self.jobs[i].state == State::InFlight);
-        if let Some(index) = in_flight {
-            let since = self.jobs[index].since.unwrap_or_else(Instant::now);
-            // SAFETY: this job's record, alive as long as the driver.
-            let done = unsafe {
-                wait::until_complete(self.record(index), since + self.timeout, self.wait)
-            };
-            if done {
-                self.completed(index, work);
-            } else {
-                self.give_up(finished);
-            }
-            return;
-        }
-        let refused = (finished..started)
-            .find(|&i| self.jobs[i].state == State::Ready)
-            .unwrap_or(started);
-        if refused < self.jobs.len() {
-            let waited = self.jobs[refused]
-                .refused
-                .map_or(Duration::ZERO, |t| t.elapsed());
-            if waited < QUEUE_FULL_WAIT {
-                wait::back_off(waited);
-            } else {
-                self.fall_back(refused, Fallback::QueueFull);
-            }
+            Step::Submit(_) => self.fall_back(index, Fallback::Timeout),
         }
     }
 
     /// A job did not complete in time: the device is given up for good; the
     /// packet's jobs that are still out are abandoned (their memory is
     /// never reused or freed) and their pages go to the CPU.
-    fn give_up(&mut self, from: usize) {
+    fn give_up(&mut self, from: usize, count: usize) {
         let queue = self.chosen().map_or_else(String::new, |q| {
             format!("{} {}", q.info.device, q.info.name)
         });
@@ -449,23 +366,17 @@ impl Driver {
             queue,
             timeout: self.timeout,
         });
-        for index in from..self.jobs.len() {
-            match self.jobs[index].state {
-                State::InFlight => {
-                    self.abandoned = true;
-                    self.fall_back(index, Fallback::Timeout);
-                }
-                State::Ready => {
-                    self.fall_back(index, Fallback::Timeout);
-                }
-                _ => {}
+        for index in from..count {
+            if self.jobs[index].state == State::InFlight {
+                self.abandoned = true;
+                self.fall_back(index, Fallback::Timeout);
             }
         }
     }
 
     /// After a failed emit: waits for the packet's jobs still on the device
     /// (until the deadline), so that the next packet can reuse the slots.
-    fn settle<W: Work>(&mut self, from: usize, count: usize, work: &mut W) {
+    fn settle(&mut self, from: usize, count: usize) {
         for index in from..count {
             if self.jobs[index].state != State::InFlight {
                 continue;
@@ -475,17 +386,15 @@ impl Driver {
             let done = unsafe {
                 wait::until_complete(self.record(index), since + self.timeout, self.wait)
             };
-            if done {
-                if let Some(queue) = self.chosen() {
-                    queue.completed();
-                }
-                self.jobs[index].state = State::Pending;
-            } else {
-                self.give_up(index);
+            if !done {
+                self.give_up(index, count);
                 return;
             }
+            if let Some(queue) = self.chosen() {
+                queue.completed();
+            }
+            self.jobs[index].state = State::Pending;
         }
-        let _ = work;
     }
 }
 
@@ -513,16 +422,6 @@ fn pick_queue(nodes: impl Iterator<Item = i32> + Clone, node: Option<i32>, chann
         .filter(|&(_, n)| Some(n) == node)
         .nth(nth)
         .map_or(0, |(index, _)| index)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Advance {
-    /// The page's state changed.
-    Moved,
-    /// The page waits for the device (or for room in the queue).
-    Waiting,
-    /// Nothing to do for this page.
-    Still,
 }
 
 /// Makes the page at `addr` present, as the OS does for a device's page

@@ -20,7 +20,7 @@ const UMWAIT_TICKS: u64 = 100_000;
 
 /// Backs off once, after `waited` of waiting for the device: spin, yield or
 /// sleep.
-pub fn back_off(waited: Duration) {
+fn back_off(waited: Duration) {
     if waited < SPIN {
         std::hint::spin_loop();
     } else if waited < YIELD {
