@@ -31,11 +31,11 @@ mod wait;
 use std::fmt;
 use std::sync::Arc;
 
-pub use batch::{Step, Verdict, Work};
-pub use compress::CompressBuffers;
+pub(crate) use batch::{Step, Verdict, Work};
+pub(crate) use compress::CompressBuffers;
 pub use counters::{Counters, DeviceCounters, Fallback};
-pub use decompress::DecompressBuffers;
-pub use descriptor::{Completion, Descriptor};
+pub(crate) use decompress::DecompressBuffers;
+pub(crate) use descriptor::{Completion, Descriptor};
 pub use settings::{Huffman, Mode, Settings, Submit, Wait};
 
 use batch::Driver;
@@ -103,7 +103,7 @@ pub fn route(settings: &Settings, page_size: usize) -> Result<Route, Error> {
 
 /// The device machinery of one channel side: the driver and that side's
 /// buffers, kept forever if the device may still write them.
-pub struct Device<B: Buffers> {
+pub(crate) struct Device<B: Buffers> {
     pub driver: Driver,
     pub buffers: B,
     /// Notes from setup (queues that were skipped), for the path line.
@@ -111,7 +111,7 @@ pub struct Device<B: Buffers> {
 }
 
 /// The buffers of one side, which outlive the channel after a timeout.
-pub trait Buffers {
+pub(crate) trait Buffers {
     fn keep_forever(&mut self);
     fn kind(&self) -> &'static str;
 }
