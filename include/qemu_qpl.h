@@ -23,6 +23,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// `QemuQplCounters::path`: the channel compresses or decompresses on the CPU.
+#define QEMU_QPL_PATH_CPU 0
+
+// `QemuQplCounters::path`: the channel uses an Intel IAA work queue.
+#define QEMU_QPL_PATH_IAA 1
+
 // Result of every fallible call.
 enum QemuQplStatus
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -60,6 +66,45 @@ typedef struct {
   void *iov_base;
   size_t iov_len;
 } QemuQplIovec;
+
+// What one channel counted since it was set up (`qemu_qpl_sender_counters`,
+// `qemu_qpl_receiver_counters`). Every page counts once:
+// `pages_iaa + pages_cpu + pages_raw` is the number of pages the channel
+// sent or received. Fields may be added at the end in later versions: the
+// caller sets `size` to `sizeof(QemuQplCounters)` and the library fills at
+// most that many bytes, then sets `size` to the bytes it filled.
+typedef struct {
+  // In: the caller's `sizeof(QemuQplCounters)`. Out: bytes filled.
+  uint32_t size;
+  // `QEMU_QPL_PATH_IAA` while the channel uses the device, else
+  // `QEMU_QPL_PATH_CPU` (also after it gave the device up).
+  uint32_t path;
+  // Pages whose stream the device compressed or decompressed.
+  uint64_t pages_iaa;
+  // Pages whose stream the CPU compressed or decompressed (fallbacks
+  // included).
+  uint64_t pages_cpu;
+  // Pages sent or received raw (they do not shrink).
+  uint64_t pages_raw;
+  // Pages given to the CPU because the work queue stayed full.
+  uint64_t fallback_queue_full;
+  // Pages given to the CPU after an error completion or submission error.
+  uint64_t fallback_error;
+  // Pages given to the CPU after a page fault that touching did not cure.
+  uint64_t fallback_page_fault;
+  // Pages given to the CPU when the device did not complete in time (the
+  // channel then uses the CPU for good).
+  uint64_t fallback_timeout;
+  // Receiver: streams the device did not decode to exactly one page,
+  // which then got the CPU decoder's verdict.
+  uint64_t fallback_rejected;
+  // Page-fault completions (each address touched, the job resubmitted once).
+  uint64_t page_faults;
+  // Descriptors the device accepted.
+  uint64_t descriptors;
+  // Submissions the work queue refused and that were tried again.
+  uint64_t submit_retries;
+} QemuQplCounters;
 
 #ifdef __cplusplus
 extern "C" {
@@ -191,6 +236,50 @@ QemuQplStatus qemu_qpl_recv_pages(QemuQplReceiver *receiver,
                                   uint32_t page_count,
                                   char *err_msg,
                                   size_t err_msg_len);
+
+// Writes one line into `buf` (`buf_len` bytes, NUL-terminated, truncated)
+// saying which engine compresses this sender's pages and why: for example
+// `IAA: iax1 wq1.0 (shared WQ of 128 entries, block on fault, NUMA node 0)
+// via ENQCMD; fixed Huffman` or `CPU: no IAA device in
+// /sys/bus/dsa/devices`. QEMU logs it once per channel.
+//
+// # Safety
+// `sender` is a live handle used by no other thread; `buf` holds `buf_len` bytes; `err_msg` holds `err_msg_len` bytes.
+QemuQplStatus qemu_qpl_sender_path(QemuQplSender *sender,
+                                   char *buf,
+                                   size_t buf_len,
+                                   char *err_msg,
+                                   size_t err_msg_len);
+
+// As `qemu_qpl_sender_path`, for a receiver.
+//
+// # Safety
+// As for `qemu_qpl_sender_path`.
+QemuQplStatus qemu_qpl_receiver_path(QemuQplReceiver *receiver,
+                                     char *buf,
+                                     size_t buf_len,
+                                     char *err_msg,
+                                     size_t err_msg_len);
+
+// Fills `*counters` with what the sender counted since setup (set
+// `counters->size = sizeof(QemuQplCounters)` first). QEMU reports them when
+// the channel is cleaned up; tests read them.
+//
+// # Safety
+// `sender` is a live handle used by no other thread; `counters` points at `counters->size` writable bytes; `err_msg` holds `err_msg_len` bytes.
+QemuQplStatus qemu_qpl_sender_counters(QemuQplSender *sender,
+                                       QemuQplCounters *counters,
+                                       char *err_msg,
+                                       size_t err_msg_len);
+
+// As `qemu_qpl_sender_counters`, for a receiver.
+//
+// # Safety
+// As for `qemu_qpl_sender_counters`.
+QemuQplStatus qemu_qpl_receiver_counters(QemuQplReceiver *receiver,
+                                         QemuQplCounters *counters,
+                                         char *err_msg,
+                                         size_t err_msg_len);
 
 #ifdef __cplusplus
 }  // extern "C"

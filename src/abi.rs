@@ -5,12 +5,14 @@
 //! `include/qemu_qpl.h` is generated from this file by cbindgen.
 
 use std::ffi::{c_char, c_void};
+use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use crate::channel::{ChannelConfig, PageSource, Receiver, Segment, Sender};
+use crate::channel::{ChannelConfig, DestPages, PageSource, Receiver, Segment, Sender};
 use crate::codec::Level;
 use crate::error::{Error, ErrorKind};
+use crate::iaa::Counters;
 
 /// Result of every fallible call.
 #[repr(i32)]
@@ -35,6 +37,77 @@ pub enum QemuQplStatus {
 pub struct QemuQplIovec {
     pub iov_base: *mut c_void,
     pub iov_len: usize,
+}
+
+/// `QemuQplCounters::path`: the channel compresses or decompresses on the CPU.
+pub const QEMU_QPL_PATH_CPU: u32 = 0;
+/// `QemuQplCounters::path`: the channel uses an Intel IAA work queue.
+pub const QEMU_QPL_PATH_IAA: u32 = 1;
+
+/// What one channel counted since it was set up (`qemu_qpl_sender_counters`,
+/// `qemu_qpl_receiver_counters`). Every page counts once:
+/// `pages_iaa + pages_cpu + pages_raw` is the number of pages the channel
+/// sent or received. Fields may be added at the end in later versions: the
+/// caller sets `size` to `sizeof(QemuQplCounters)` and the library fills at
+/// most that many bytes, then sets `size` to the bytes it filled.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QemuQplCounters {
+    /// In: the caller's `sizeof(QemuQplCounters)`. Out: bytes filled.
+    pub size: u32,
+    /// `QEMU_QPL_PATH_IAA` while the channel uses the device, else
+    /// `QEMU_QPL_PATH_CPU` (also after it gave the device up).
+    pub path: u32,
+    /// Pages whose stream the device compressed or decompressed.
+    pub pages_iaa: u64,
+    /// Pages whose stream the CPU compressed or decompressed (fallbacks
+    /// included).
+    pub pages_cpu: u64,
+    /// Pages sent or received raw (they do not shrink).
+    pub pages_raw: u64,
+    /// Pages given to the CPU because the work queue stayed full.
+    pub fallback_queue_full: u64,
+    /// Pages given to the CPU after an error completion or submission error.
+    pub fallback_error: u64,
+    /// Pages given to the CPU after a page fault that touching did not cure.
+    pub fallback_page_fault: u64,
+    /// Pages given to the CPU when the device did not complete in time (the
+    /// channel then uses the CPU for good).
+    pub fallback_timeout: u64,
+    /// Receiver: streams the device did not decode to exactly one page,
+    /// which then got the CPU decoder's verdict.
+    pub fallback_rejected: u64,
+    /// Page-fault completions (each address touched, the job resubmitted once).
+    pub page_faults: u64,
+    /// Descriptors the device accepted.
+    pub descriptors: u64,
+    /// Submissions the work queue refused and that were tried again.
+    pub submit_retries: u64,
+}
+
+impl QemuQplCounters {
+    fn from_counters(counters: &Counters, uses_iaa: bool) -> QemuQplCounters {
+        let d = &counters.device;
+        QemuQplCounters {
+            size: std::mem::size_of::<QemuQplCounters>() as u32,
+            path: if uses_iaa {
+                QEMU_QPL_PATH_IAA
+            } else {
+                QEMU_QPL_PATH_CPU
+            },
+            pages_iaa: counters.pages_iaa,
+            pages_cpu: counters.pages_cpu,
+            pages_raw: counters.pages_raw,
+            fallback_queue_full: d.fallback_queue_full,
+            fallback_error: d.fallback_error,
+            fallback_page_fault: d.fallback_page_fault,
+            fallback_timeout: d.fallback_timeout,
+            fallback_rejected: d.fallback_rejected,
+            page_faults: d.page_faults,
+            descriptors: d.descriptors,
+            submit_retries: d.submit_retries,
+        }
+    }
 }
 
 /// The sending side of one multifd channel (opaque).
@@ -88,6 +161,40 @@ fn write_message(buffer: *mut c_char, capacity: usize, message: &str) {
     unsafe {
         ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.cast::<u8>(), len);
         *buffer.add(len) = 0;
+    }
+}
+
+/// A caller's character buffer as a `fmt::Write` target: text past its end
+/// is dropped (cut at a character boundary) and the result NUL-terminated.
+struct MessageWriter<'a> {
+    buffer: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> MessageWriter<'a> {
+    /// Checks the buffer (non-NULL, at least one byte for the NUL).
+    fn new(buffer: *mut c_char, capacity: usize) -> Result<MessageWriter<'a>, Error> {
+        if buffer.is_null() || capacity == 0 {
+            return Err(Error::invalid("the text buffer is NULL or empty"));
+        }
+        // SAFETY: the caller promises `capacity` writable bytes at `buffer`.
+        let buffer = unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), capacity) };
+        buffer[0] = 0;
+        Ok(MessageWriter { buffer, len: 0 })
+    }
+}
+
+impl fmt::Write for MessageWriter<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let room = self.buffer.len() - 1 - self.len;
+        let mut take = text.len().min(room);
+        while !text.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buffer[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
+        self.len += take;
+        self.buffer[self.len] = 0;
+        Ok(())
     }
 }
 
@@ -571,25 +678,154 @@ pub unsafe extern "C" fn qemu_qpl_recv_pages(
             )));
         }
         require(dest_pages, "dest_pages")?;
-        let page_size = receiver.config().page_size as usize;
-        for index in 0..page_count as usize {
-            // SAFETY: the array holds `page_count` pointers (caller's contract).
-            let dest = unsafe { *dest_pages.add(index) };
-            if dest.is_null() {
-                receiver.finish();
-                return Err(Error::invalid(format!(
-                    "destination page pointer {index} is NULL"
-                )));
-            }
-            // SAFETY: non-null; the caller promises a writable page of
-            // `page_size` bytes that nothing else references during the call.
-            // One page slice exists at a time, so overlapping pages from a
-            // faulty caller still create no aliasing `&mut`.
-            let page = unsafe { std::slice::from_raw_parts_mut(dest, page_size) };
-            receiver.decode_page(index, page)?;
+        let mut dest = DestPointers {
+            pointers: dest_pages,
+            count: page_count as usize,
+            page_size: receiver.config().page_size as usize,
+        };
+        receiver.decode_pages(&mut dest)
+    })
+}
+
+/// The caller's array of destination page pointers, one page at a time.
+struct DestPointers {
+    pointers: *const *mut u8,
+    count: usize,
+    page_size: usize,
+}
+
+impl DestPages for DestPointers {
+    fn page(&mut self, index: usize) -> Result<&mut [u8], Error> {
+        if index >= self.count {
+            return Err(Error::internal(format!(
+                "destination page {index} of {} requested",
+                self.count
+            )));
         }
-        receiver.finish();
-        Ok(())
+        // SAFETY: the array holds `count` pointers (caller's contract).
+        let dest = unsafe { *self.pointers.add(index) };
+        if dest.is_null() {
+            return Err(Error::invalid(format!(
+                "destination page pointer {index} is NULL"
+            )));
+        }
+        // SAFETY: non-null; the caller promises a writable page of
+        // `page_size` bytes that nothing else references during the call.
+        // The slice borrows `self`, so one page slice exists at a time and
+        // overlapping pages from a faulty caller create no aliasing `&mut`.
+        Ok(unsafe { std::slice::from_raw_parts_mut(dest, self.page_size) })
+    }
+}
+
+/// Writes one line into `buf` (`buf_len` bytes, NUL-terminated, truncated)
+/// saying which engine compresses this sender's pages and why: for example
+/// `IAA: iax1 wq1.0 (shared WQ of 128 entries, block on fault, NUMA node 0)
+/// via ENQCMD; fixed Huffman` or `CPU: no IAA device in
+/// /sys/bus/dsa/devices`. QEMU logs it once per channel.
+///
+/// # Safety
+/// `sender` is a live handle used by no other thread; `buf` holds `buf_len` bytes; `err_msg` holds `err_msg_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn qemu_qpl_sender_path(
+    sender: *mut QemuQplSender,
+    buf: *mut c_char,
+    buf_len: usize,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded_on(sender, err_msg, err_msg_len, |sender| {
+        let mut out = MessageWriter::new(buf, buf_len)?;
+        sender
+            .sender
+            .describe(&mut out)
+            .map_err(|_| Error::internal("the path line could not be written"))
+    })
+}
+
+/// As `qemu_qpl_sender_path`, for a receiver.
+///
+/// # Safety
+/// As for `qemu_qpl_sender_path`.
+#[no_mangle]
+pub unsafe extern "C" fn qemu_qpl_receiver_path(
+    receiver: *mut QemuQplReceiver,
+    buf: *mut c_char,
+    buf_len: usize,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded_on(receiver, err_msg, err_msg_len, |receiver| {
+        let mut out = MessageWriter::new(buf, buf_len)?;
+        receiver
+            .receiver
+            .describe(&mut out)
+            .map_err(|_| Error::internal("the path line could not be written"))
+    })
+}
+
+/// Copies `counters` into the caller's struct, at most `out->size` bytes.
+fn put_counters(out: *mut QemuQplCounters, counters: QemuQplCounters) -> Result<(), Error> {
+    require(out, "counters")?;
+    // SAFETY: checked non-null and aligned; the caller set `size`.
+    let room = unsafe { ptr::addr_of!((*out).size).read() } as usize;
+    let fixed = std::mem::offset_of!(QemuQplCounters, pages_iaa);
+    if room < fixed {
+        return Err(Error::invalid(format!(
+            "counters->size is {room}; set it to sizeof(QemuQplCounters)"
+        )));
+    }
+    let take = room.min(std::mem::size_of::<QemuQplCounters>());
+    let counters = QemuQplCounters {
+        size: take as u32,
+        ..counters
+    };
+    // SAFETY: the caller's struct holds `room >= take` bytes; the source is
+    // a local struct of at least `take` bytes.
+    unsafe {
+        ptr::copy_nonoverlapping(ptr::addr_of!(counters).cast::<u8>(), out.cast::<u8>(), take)
+    };
+    Ok(())
+}
+
+/// Fills `*counters` with what the sender counted since setup (set
+/// `counters->size = sizeof(QemuQplCounters)` first). QEMU reports them when
+/// the channel is cleaned up; tests read them.
+///
+/// # Safety
+/// `sender` is a live handle used by no other thread; `counters` points at `counters->size` writable bytes; `err_msg` holds `err_msg_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn qemu_qpl_sender_counters(
+    sender: *mut QemuQplSender,
+    counters: *mut QemuQplCounters,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded_on(sender, err_msg, err_msg_len, |sender| {
+        let sender = &sender.sender;
+        put_counters(
+            counters,
+            QemuQplCounters::from_counters(&sender.counters(), sender.uses_iaa()),
+        )
+    })
+}
+
+/// As `qemu_qpl_sender_counters`, for a receiver.
+///
+/// # Safety
+/// As for `qemu_qpl_sender_counters`.
+#[no_mangle]
+pub unsafe extern "C" fn qemu_qpl_receiver_counters(
+    receiver: *mut QemuQplReceiver,
+    counters: *mut QemuQplCounters,
+    err_msg: *mut c_char,
+    err_msg_len: usize,
+) -> QemuQplStatus {
+    guarded_on(receiver, err_msg, err_msg_len, |receiver| {
+        let receiver = &receiver.receiver;
+        put_counters(
+            counters,
+            QemuQplCounters::from_counters(&receiver.counters(), receiver.uses_iaa()),
+        )
     })
 }
 

@@ -11,6 +11,10 @@ pub mod abi;
 pub mod channel;
 pub mod codec;
 pub mod error;
+// Nothing of the IAA path belongs in the C header (its constants and the
+// kernel's UAPI bindings would otherwise be exported by cbindgen).
+/// cbindgen:ignore
+pub mod iaa;
 pub mod wire;
 
 #[cfg(test)]

@@ -6,11 +6,14 @@
 //! change under us, into a [`PageSource`]) before calling in here.
 
 mod auto_level;
+mod iaa_receive;
+mod iaa_send;
+mod layout;
 mod receive;
 mod send;
 
 pub use auto_level::AutoLevel;
-pub use receive::Receiver;
+pub use receive::{DestPages, Receiver};
 pub use send::{PageSource, PreparedPacket, Segment, Sender};
 
 use crate::error::Error;

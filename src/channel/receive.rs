@@ -1,10 +1,59 @@
 //! The receiving side of one channel: the three steps of every packet, each
 //! checking what came off the network before it is used.
+//!
+//! With an IAA work queue (src/iaa), the device decompresses a packet's
+//! streams together; what it does not turn into exactly one page gets the
+//! CPU decoder's verdict, so the device changes nothing of what is accepted.
 
+use std::fmt;
+
+use super::iaa_receive::RecvWork;
 use super::{allocate, ChannelConfig};
 use crate::codec::{DecodeFault, PageDecoder};
 use crate::error::{Error, PacketFault};
+use crate::iaa::{self, Counters, DecompressBuffers, Device, Route, Settings};
 use crate::wire::{self, PageEncoding, LENGTH_BYTES};
+
+/// The destination pages of a packet, handed out one at a time.
+pub trait DestPages {
+    /// Page `index` (exactly one page), or an error for a bad destination.
+    fn page(&mut self, index: usize) -> Result<&mut [u8], Error>;
+}
+
+impl<T: AsMut<[u8]>> DestPages for &mut [T] {
+    fn page(&mut self, index: usize) -> Result<&mut [u8], Error> {
+        let pages = self.len();
+        self.get_mut(index)
+            .map(AsMut::as_mut)
+            .ok_or_else(|| Error::invalid(format!("no destination for page {index} of {pages}")))
+    }
+}
+
+/// Which engine decompresses a channel's pages.
+enum Engine {
+    Cpu(String),
+    Iaa(Box<Device<DecompressBuffers>>),
+}
+
+/// The fault of page `index` whose stream failed to decode.
+pub(super) fn decode_fault(index: usize, page_size: usize, fault: DecodeFault) -> PacketFault {
+    let page = index as u32;
+    let page_size = page_size as u32;
+    match fault {
+        DecodeFault::Corrupt(detail) => PacketFault::CorruptStream { page, detail },
+        DecodeFault::Truncated => PacketFault::TruncatedStream { page },
+        DecodeFault::PastEnd => PacketFault::InflatesPastPage { page, page_size },
+        DecodeFault::Short { produced } => PacketFault::InflatesShortOfPage {
+            page,
+            produced: produced as u32,
+            page_size,
+        },
+        DecodeFault::TrailingBytes { extra } => PacketFault::TrailingBytes {
+            page,
+            extra: extra as u32,
+        },
+    }
+}
 
 /// Where a receiver is in the three steps of one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +77,21 @@ pub struct Receiver {
     step: ReceiveStep,
     /// The page of the packet that the last fault was found in.
     fault_page: Option<u32>,
+    engine: Engine,
+    counters: Counters,
+    /// `QEMU_QPL_IAA_LOG`.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Receiver {
+    /// A receiver whose engine follows the environment (`QEMU_QPL_IAA` and
+    /// the other switches of docs/iaa.md).
     pub fn new(config: ChannelConfig) -> Result<Receiver, Error> {
+        Receiver::with_settings(config, &Settings::from_env()?)
+    }
+
+    /// A receiver whose engine follows `settings`.
+    pub fn with_settings(config: ChannelConfig, settings: &Settings) -> Result<Receiver, Error> {
         config.validate()?;
         let max_pages = config.max_pages();
         let lengths = allocate("the receive length array", max_pages * LENGTH_BYTES)?;
@@ -49,6 +109,22 @@ impl Receiver {
             what: "the decoder's tables",
             bytes: failed.bytes,
         })?;
+        let engine = match iaa::route(settings, config.page_size())? {
+            Route::Cpu(why) => Engine::Cpu(why),
+            Route::Iaa {
+                queues,
+                wait,
+                notes,
+            } => Engine::Iaa(Box::new(Device::new(
+                queues,
+                wait,
+                notes,
+                config.channel,
+                max_pages,
+                settings,
+                DecompressBuffers::new(config.page_size(), max_pages)?,
+            )?)),
+        };
         Ok(Receiver {
             config,
             decoder,
@@ -58,11 +134,53 @@ impl Receiver {
             offsets,
             step: ReceiveStep::Idle,
             fault_page: None,
-        })
+            engine,
+            counters: Counters::default(),
+            log: settings.log.clone(),
+        }
+        .logged_setup())
     }
 
     pub fn config(&self) -> ChannelConfig {
         self.config
+    }
+
+    /// What the channel counted since setup.
+    pub fn counters(&self) -> Counters {
+        let mut counters = self.counters;
+        if let Engine::Iaa(device) = &self.engine {
+            counters.device = device.driver.counters;
+        }
+        counters
+    }
+
+    /// Whether packets go to the device now.
+    pub fn uses_iaa(&self) -> bool {
+        matches!(&self.engine, Engine::Iaa(device) if device.usable())
+    }
+
+    fn logged_setup(self) -> Self {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} receiver channel {}: {line}",
+                    std::process::id(),
+                    self.config.channel
+                ),
+            );
+        }
+        self
+    }
+
+    /// One line saying which engine decompresses and why.
+    pub fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        match &self.engine {
+            Engine::Cpu(why) => write!(out, "CPU: {why}"),
+            Engine::Iaa(device) => device.describe(out),
+        }
     }
 
     fn fault(&mut self, fault: PacketFault) -> Error {
@@ -157,31 +275,58 @@ impl Receiver {
         let result = match self.encodings[index] {
             PageEncoding::Raw => {
                 dest.copy_from_slice(&self.data[start..start + page_size]);
+                self.counters.pages_raw += 1;
                 Ok(())
             }
             PageEncoding::Deflate(len) => {
                 let stream = &self.data[start..start + len as usize];
-                self.decoder.decode(stream, dest)
+                let result = self.decoder.decode(stream, dest);
+                self.counters.pages_cpu += u64::from(result.is_ok());
+                result
             }
         };
-        result.map_err(|fault| {
-            let page = index as u32;
-            let page_size = page_size as u32;
-            self.fault(match fault {
-                DecodeFault::Corrupt(detail) => PacketFault::CorruptStream { page, detail },
-                DecodeFault::Truncated => PacketFault::TruncatedStream { page },
-                DecodeFault::PastEnd => PacketFault::InflatesPastPage { page, page_size },
-                DecodeFault::Short { produced } => PacketFault::InflatesShortOfPage {
-                    page,
-                    produced: produced as u32,
-                    page_size,
-                },
-                DecodeFault::TrailingBytes { extra } => PacketFault::TrailingBytes {
-                    page,
-                    extra: extra as u32,
-                },
-            })
-        })
+        result.map_err(|fault| self.fault(decode_fault(index, page_size, fault)))
+    }
+
+    /// Step 3 for the whole packet: writes every page into `dest`, on the
+    /// device when the channel uses one, with exactly the CPU path's
+    /// verdicts. On an error the step ends: pages from the failing one on
+    /// hold unspecified bytes.
+    pub fn decode_pages(&mut self, dest: &mut dyn DestPages) -> Result<(), Error> {
+        let pages = self.pending_pages() as usize;
+        let result = match &mut self.engine {
+            Engine::Iaa(device) if device.usable() => {
+                let block_on_fault = device.block_on_fault();
+                let Device {
+                    driver, buffers, ..
+                } = &mut **device;
+                let mut work = RecvWork {
+                    channel: self.config.channel,
+                    page_size: self.config.page_size(),
+                    data: &self.data,
+                    offsets: &self.offsets[..pages],
+                    encodings: &self.encodings[..pages],
+                    buffers,
+                    decoder: &mut self.decoder,
+                    dest,
+                    counters: &mut self.counters,
+                    block_on_fault,
+                };
+                driver.run(&mut work)
+            }
+            _ => (0..pages).try_for_each(|index| {
+                let page = dest.page(index)?;
+                self.decode_page(index, page)
+            }),
+        };
+        match &result {
+            Err(Error::Packet { fault, .. }) => {
+                self.fault_page = fault.page();
+                self.step = ReceiveStep::Idle;
+            }
+            _ => self.finish(),
+        }
+        result
     }
 
     /// Ends the packet in progress.
@@ -201,10 +346,25 @@ impl Receiver {
         lengths.copy_from_slice(&body[..lengths_len]);
         let data = self.accept_lengths()?;
         data.copy_from_slice(&body[lengths_len..]);
-        for (index, page) in dest.iter_mut().enumerate() {
-            self.decode_page(index, page)?;
+        let mut dest = dest;
+        self.decode_pages(&mut dest)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} receiver channel {} done: {}; {line}",
+                    std::process::id(),
+                    self.config.channel,
+                    crate::iaa::log::counters(&self.counters())
+                ),
+            );
         }
-        self.finish();
-        Ok(())
     }
 }

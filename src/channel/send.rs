@@ -8,13 +8,20 @@
 //! the stream then inflates to exactly the bytes that were copied (the page
 //! is dirty and QEMU sends it again). A page that does not shrink goes raw,
 //! straight from guest memory, as upstream does.
+//!
+//! With an IAA work queue (src/iaa), the device compresses the snapshots of
+//! a whole packet's pages; a page it does not finish is compressed here.
 
+use std::fmt;
 use std::time::Instant;
 
+use super::iaa_send::SendWork;
+use super::layout::Layout;
 use super::{allocate, AutoLevel, ChannelConfig};
 use crate::codec::{Level, PageEncoder};
 use crate::error::Error;
-use crate::wire::{self, LENGTH_BYTES};
+use crate::iaa::{self, CompressBuffers, Counters, Device, Huffman, Route, Settings};
+use crate::wire::LENGTH_BYTES;
 
 /// One piece of a prepared packet body, in wire order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +104,13 @@ impl<T: AsRef<[u8]>> PageSource for [T] {
     }
 }
 
+/// Which engine compresses a channel's pages.
+enum Engine {
+    /// The CPU, and why.
+    Cpu(String),
+    Iaa(Box<Device<CompressBuffers>>),
+}
+
 /// The sending side of one channel.
 pub struct Sender {
     config: ChannelConfig,
@@ -106,8 +120,20 @@ pub struct Sender {
     /// Length array followed by the DEFLATE streams of one packet.
     owned: Vec<u8>,
     segments: Vec<Segment>,
+    engine: Engine,
+    counters: Counters,
     /// Set for the automatic level, with when the last packet was handed over.
     auto: Option<(AutoLevel, Option<Instant>)>,
+    /// `QEMU_QPL_IAA_LOG`.
+    log: Option<std::path::PathBuf>,
+}
+
+/// The Huffman codes the device uses at `level`, unless the settings force them.
+fn huffman_for(level: Level, settings: &Settings) -> Huffman {
+    settings.huffman.unwrap_or(match level {
+        Level::Turbo | Level::Fast => Huffman::Fixed,
+        Level::Strong => Huffman::Dynamic,
+    })
 }
 
 impl Sender {
@@ -140,7 +166,18 @@ impl Sender {
         self.encoder.level()
     }
 
+    /// A sender whose engine follows the environment (`QEMU_QPL_IAA` and
+    /// the other switches of docs/iaa.md).
     pub fn new(config: ChannelConfig, level: Level) -> Result<Sender, Error> {
+        Sender::with_settings(config, level, &Settings::from_env()?)
+    }
+
+    /// A sender whose engine follows `settings`.
+    pub fn with_settings(
+        config: ChannelConfig,
+        level: Level,
+        settings: &Settings,
+    ) -> Result<Sender, Error> {
         config.validate()?;
         let max_pages = config.max_pages();
         // Every stored stream is at most page_size - 1 bytes.
@@ -160,18 +197,83 @@ impl Sender {
                 bytes: failed.bytes,
             }
         })?;
+        let engine = match iaa::route(settings, config.page_size())? {
+            Route::Cpu(why) => Engine::Cpu(why),
+            Route::Iaa {
+                queues,
+                wait,
+                notes,
+            } => {
+                let buffers = CompressBuffers::new(
+                    config.page_size(),
+                    max_pages,
+                    huffman_for(level, settings),
+                )?;
+                Engine::Iaa(Box::new(Device::new(
+                    queues,
+                    wait,
+                    notes,
+                    config.channel,
+                    max_pages,
+                    settings,
+                    buffers,
+                )?))
+            }
+        };
         Ok(Sender {
             config,
             encoder,
             snapshot,
             owned,
             segments,
+            engine,
+            counters: Counters::default(),
             auto: None,
-        })
+            log: settings.log.clone(),
+        }
+        .logged_setup())
     }
 
     pub fn config(&self) -> ChannelConfig {
         self.config
+    }
+
+    /// What the channel counted since setup.
+    pub fn counters(&self) -> Counters {
+        let mut counters = self.counters;
+        if let Engine::Iaa(device) = &self.engine {
+            counters.device = device.driver.counters;
+        }
+        counters
+    }
+
+    /// Whether packets go to the device now.
+    pub fn uses_iaa(&self) -> bool {
+        matches!(&self.engine, Engine::Iaa(device) if device.usable())
+    }
+
+    fn logged_setup(self) -> Self {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} sender channel {}: {line}",
+                    std::process::id(),
+                    self.config.channel
+                ),
+            );
+        }
+        self
+    }
+
+    /// One line saying which engine compresses and why.
+    pub fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        match &self.engine {
+            Engine::Cpu(why) => write!(out, "CPU: {why}"),
+            Engine::Iaa(device) => device.describe(out),
+        }
     }
 
     /// Compresses `pages` into one packet body. A page whose stream would not
@@ -205,53 +307,40 @@ impl Sender {
             });
         }
 
-        let lengths_end = count * LENGTH_BYTES;
-        let (lengths, streams) = self.owned.split_at_mut(lengths_end);
-        let mut open = Segment::Owned {
-            start: 0,
-            len: lengths_end,
-        };
-        let mut streams_used = 0;
-        let mut payload = lengths_end;
-        for index in 0..count {
-            pages.copy_page(index, &mut self.snapshot);
-            // Bounding the output at page_size - 1 is the rule of the wire: a
-            // stream must be shorter than the page it stands for.
-            let window = &mut streams[streams_used..streams_used + page_size - 1];
-            match self.encoder.encode(&self.snapshot, window) {
-                Some(stream_len) if stream_len == 0 || stream_len > window.len() => {
-                    return Err(Error::internal(format!(
-                        "page {index}: the encoder reports a {stream_len}-byte stream for a {}-byte window",
-                        window.len()
-                    )));
-                }
-                Some(stream_len) => {
-                    wire::put_length(lengths, index, stream_len as u32);
-                    open = match open {
-                        Segment::Owned { start, len } => Segment::Owned {
-                            start,
-                            len: len + stream_len,
-                        },
-                        Segment::RawPage { .. } => {
-                            self.segments.push(open);
-                            Segment::Owned {
-                                start: lengths_end + streams_used,
-                                len: stream_len,
-                            }
+        let mut layout = Layout::new(&mut self.owned, &mut self.segments, count, page_size);
+        match &mut self.engine {
+            Engine::Iaa(device) if device.usable() => {
+                let block_on_fault = device.block_on_fault();
+                let Device {
+                    driver, buffers, ..
+                } = &mut **device;
+                let mut work = SendWork {
+                    pages,
+                    buffers,
+                    encoder: &mut self.encoder,
+                    layout: &mut layout,
+                    counters: &mut self.counters,
+                    block_on_fault,
+                };
+                driver.run(&mut work)?;
+            }
+            _ => {
+                for index in 0..count {
+                    pages.copy_page(index, &mut self.snapshot);
+                    match self.encoder.encode(&self.snapshot, layout.window()) {
+                        Some(stream_len) => {
+                            layout.stream(index, stream_len)?;
+                            self.counters.pages_cpu += 1;
                         }
-                    };
-                    streams_used += stream_len;
-                    payload += stream_len;
-                }
-                None => {
-                    wire::put_length(lengths, index, page_size as u32);
-                    self.segments.push(open);
-                    open = Segment::RawPage { page: index };
-                    payload += page_size;
+                        None => {
+                            layout.raw(index);
+                            self.counters.pages_raw += 1;
+                        }
+                    }
                 }
             }
         }
-        self.segments.push(open);
+        let payload_size = layout.finish();
         if let (Some((auto, last)), Some(started)) = (&mut self.auto, started) {
             let now = Instant::now();
             let away = last.map_or(Default::default(), |last| started - last);
@@ -261,8 +350,26 @@ impl Sender {
         Ok(PreparedPacket {
             owned: &self.owned,
             segments: &self.segments,
-            payload_size: payload as u32,
+            payload_size,
         })
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if let Some(file) = &self.log {
+            let mut line = String::new();
+            let _ = self.describe(&mut line);
+            crate::iaa::log::append(
+                file,
+                &format!(
+                    "qemu-qpl pid {} sender channel {} done: {}; {line}",
+                    std::process::id(),
+                    self.config.channel,
+                    crate::iaa::log::counters(&self.counters())
+                ),
+            );
+        }
     }
 }
 

@@ -125,7 +125,9 @@ def start_destination(binary, opts, workdir, disk):
     migration (-S), so its RAM holds still for the check."""
     dev = running_guest.qemu_args(disk, os.path.join(workdir, "dst-firmware.log")) if disk else []
     return Qemu("dst", binary, base_args(opts) + ["-S"] + dev + [
-        "-object", "memory-backend-ram,id=ram0,size=%d" % opts.size, "-incoming", "defer"], workdir)
+        "-object", "memory-backend-ram,id=ram0,size=%d%s"
+        % (opts.size, ",prealloc=on" if getattr(opts, "dst_prealloc", False) else ""),
+        "-incoming", "defer"], workdir)
 
 
 def start_source(binary, opts, image, workdir, disk):
@@ -332,7 +334,8 @@ def run_one(spec, channels, opts, image, image_info, workdir, label):
     src = dst = None
     result = {"method": spec["name"], "compression": method, "channels": channels,
               "src": spec["src_label"], "dst": spec["dst_label"],
-              "src_binary": spec["src"], "dst_binary": spec["dst"], "guest_mode": opts.guest}
+              "src_binary": spec["src"], "dst_binary": spec["dst"], "guest_mode": opts.guest,
+              "dst_prealloc": opts.dst_prealloc}
     try:
         src, dst = start_pair(spec, opts, image, workdir)
         dst.connect()
@@ -521,6 +524,9 @@ def main(argv=None):
     ap.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
                     help="source downtime-limit in ms (default: QEMU's, 300; upstream's tables used 100); "
                          "with a running guest, the limit it converges with after the live passes")
+    ap.add_argument("--dst-prealloc", action="store_true",
+                    help="preallocate the destination's RAM (prealloc=on, as -mem-prealloc does); "
+                         "default: not preallocated")
     ap.add_argument("--guest", choices=["running", "paused"], default="running",
                     help="running: the source's guest keeps rewriting its RAM during the migration "
                          "(default); paused: the image is migrated untouched")
