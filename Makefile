@@ -16,7 +16,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
 .PHONY: all build install header deps corpus lint test asan miri fuzz fuzz-seeds iaa-model-env \
-	iaa-model-check hostile-test check-rust check-qemu lane-rust lane-qemu c-test qemu-build qemu-test \
+	iaa-model-check iaa-check hostile-test check-rust check-qemu lane-rust lane-qemu c-test qemu-build qemu-test \
 	interop-test demo demo-small bench bench-smoke check clean
 
 PYTHON ?= python3
@@ -163,6 +163,14 @@ iaa-model-env:
 iaa-model-check: qemu-build corpus
 	bash tests/iaa-model/check.sh all
 
+# Issue #14: our IAA path on the model: the running-guest and allocation
+# tests on the IAA path (fixed and dynamic Huffman), migration-test's qpl
+# case, live migrations ours(IAA)<->ours(IAA), <->upstream (Intel QPL on the
+# model) and <->ours(CPU) at 2 and 4 channels with RAM hashed, and fault
+# injection (full queue, error completions, page faults, a stalled device).
+iaa-check: qemu-build corpus
+	bash tests/iaa/check.sh all
+
 # The main job: 2 GiB guest, none, zlib, zstd, qpl (ours) and qpl (Intel QPL).
 demo: deps build corpus
 	bash tests/qemu/build-qemu.sh ours
@@ -181,7 +189,7 @@ check: deps corpus
 check-rust: lint test asan miri fuzz c-test bench-smoke
 	@echo "make check: the Rust lane passed"
 
-check-qemu: qemu-test interop-test hostile-test iaa-model-check demo-small
+check-qemu: qemu-test interop-test hostile-test iaa-model-check iaa-check demo-small
 	@echo "make check: the QEMU lane passed"
 
 lane-rust lane-qemu:

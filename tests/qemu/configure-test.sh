@@ -31,7 +31,7 @@ SRC=$CACHE/qemu-src/ours/qemu-10.2.2
 PREFIX=$CACHE/prefix
 JOBS=2
 WORK=$CACHE/configure-test
-ENABLE_MESSAGE='--enable-qpl needs qemu-qpl >= 0.2.0'
+ENABLE_MESSAGE='--enable-qpl needs qemu-qpl >= 0.3.0'
 
 usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
