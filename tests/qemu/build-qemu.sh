@@ -80,7 +80,7 @@ fi
 for tool in ninja pkg-config cc; do
   command -v "$tool" >/dev/null || die "$tool not found (run tests/setup-deps.sh)"
 done
-dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep -q "install ok installed" \
+dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep "install ok installed" >/dev/null \
   || die "zlib1g-dev is not installed (QEMU needs it; the multifd zlib method is built from it)"
 
 # --- source: Debian's registry first, the pinned copy as fallback -------------
@@ -104,7 +104,7 @@ fetch_from_registry() {
       echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
     } >"$list" || return 1
   fi
-  if ! apt-cache showsrc qemu 2>/dev/null | grep -qx "Version: $DEB_VERSION"; then
+  if ! apt-cache showsrc qemu 2>/dev/null | grep -x "Version: $DEB_VERSION" >/dev/null; then
     say "apt-get update (for the deb-src index)"
     # Not through run(): a failure here must fall back, not exit.
     if ! apt-get update -q >"$LOGS/$VARIANT-apt-update.log" 2>&1; then
@@ -300,7 +300,7 @@ grep -q '^#define CONFIG_QPL\b' "$BUILD/config-host.h" || die "CONFIG_QPL is not
 if [ "$VARIANT" = ours ]; then
   # "libqemu_qpl.so.0 => PREFIX/lib/libqemu_qpl.so.0": the SONAME found
   # through the rpath.
-  ldd "$BUILD/qemu-system-x86_64" | grep -q "$PREFIX/lib/libqemu_qpl.so" \
+  ldd "$BUILD/qemu-system-x86_64" | grep "$PREFIX/lib/libqemu_qpl.so" >/dev/null \
     || die "qemu-system-x86_64 does not resolve libqemu_qpl.so from $PREFIX/lib"
 fi
 

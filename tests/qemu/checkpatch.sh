@@ -59,7 +59,7 @@ for p in "${PATCHES[@]}"; do
   first=$(head -n1 "$p")
   if ! printf '%s\n' "$first" | grep -Eq '^From [0-9a-f]{40} Mon Sep 17 00:00:00 2001$'; then
     problems+=("not made by git format-patch (first line: $first)")
-  elif printf '%s\n' "$first" | grep -q '^From 0\{40\} '; then
+  elif printf '%s\n' "$first" | grep '^From 0\{40\} ' >/dev/null; then
     problems+=("no commit id in the first line: made by hand or with --zero-commit")
   fi
   author=$(sed -n 's/^From: //p' "$p" | head -n1)
