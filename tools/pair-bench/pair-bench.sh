@@ -28,12 +28,16 @@ for side in a b; do
   git -C "$REPO" archive "$commit" src | tar -x -C "$WORK/$side"
   rm -rf "$WORK/$side/src/bin" "$WORK/$side/src/abi.rs"
   sed -i '/^pub mod abi;/d' "$WORK/$side/src/lib.rs"
+  # The library's own dependencies (libc, for the IAA path since 0.3.0).
   cat > "$WORK/$side/Cargo.toml" <<TOML
 [package]
 name = "codec-$side"
 version = "0.0.0"
 edition = "2021"
 publish = false
+
+[dependencies]
+libc = "0.2"
 TOML
 done
 
