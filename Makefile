@@ -17,7 +17,7 @@ LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
 .PHONY: all build install header deps corpus lint test asan miri fuzz fuzz-seeds iaa-model-env \
 	iaa-model-check hostile-test check-rust check-qemu lane-rust lane-qemu c-test qemu-build qemu-test \
-	interop-test demo demo-small bench bench-smoke check clean
+	interop-test demo demo-small bench bench-smoke check fetch-test clean
 
 PYTHON ?= python3
 DEMO := $(PYTHON) tests/migration/qpl-demo.py
@@ -49,18 +49,26 @@ install: build
 header:
 	QEMU_QPL_BLESS_HEADER=1 $(CARGO) test --test header
 
+# Debian packages and toolchains (scripts/setup-deps.sh), then every pinned input
+# of scripts/inputs.lock fetched from Debian's registry and verified (docs/inputs.md).
 deps:
-	bash tests/setup-deps.sh
+	bash scripts/setup-deps.sh
+	$(PYTHON) scripts/fetch-inputs.py --quiet all
 
 corpus:
-	bash tests/corpus.sh >/dev/null
+	$(PYTHON) scripts/corpus.py >/dev/null
+
+# The pinned inputs against the registry, from a scratch cache with no offline
+# mirror: every pin in the index, real downloads, the failure messages.
+fetch-test:
+	bash tests/inputs/fetch-test.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features bench -- -D warnings
 
 test:
-	bash tests/corpus.sh
+	$(PYTHON) scripts/corpus.py
 	QEMU_QPL_CORPUS=$(CACHE)/corpus/corpusA.bin $(CARGO) test --release --workspace
 
 # Issue #12: the running-guest stress test (pages rewritten by other threads
@@ -96,7 +104,7 @@ fuzz-seeds: corpus
 
 # The benchmark of issue #5: every codec over corpus A, medians of 5 runs.
 bench:
-	bash tests/corpus.sh >/dev/null
+	$(PYTHON) scripts/corpus.py >/dev/null
 	$(CARGO) run --release --features bench --bin qpl-bench -- $(CACHE)/corpus/corpusA.bin
 
 # The benchmarks on a small real file, so that they cannot rot.
@@ -110,8 +118,8 @@ c-test:
 
 # Both QEMU 10.2.2 builds: patched on this library, and upstream on Intel QPL.
 qemu-build:
-	bash tests/qemu/build-qemu.sh ours
-	bash tests/qemu/build-qemu.sh intel-qpl
+	bash scripts/build-qemu.sh ours
+	bash scripts/build-qemu.sh intel-qpl
 
 # Issue #3: QEMU's own migration-test, qpl, zstd and none cases, on our build;
 # issue #12: the series' live qpl cases (the guest keeps dirtying memory), the
@@ -163,8 +171,8 @@ iaa-model-check: qemu-build corpus
 
 # The main job: 2 GiB guest, none, zlib, zstd, qpl (ours) and qpl (Intel QPL).
 demo: deps build corpus
-	bash tests/qemu/build-qemu.sh ours
-	bash tests/qemu/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
+	bash scripts/build-qemu.sh ours
+	bash scripts/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
 	$(DEMO) $(DEMO_ARGS)
 
 # Every test. Two lanes run side by side on the machine's two cores: the
@@ -179,7 +187,7 @@ check: deps corpus
 check-rust: lint test asan miri fuzz c-test bench-smoke
 	@echo "make check: the Rust lane passed"
 
-check-qemu: qemu-test interop-test hostile-test iaa-model-check demo-small
+check-qemu: fetch-test qemu-test interop-test hostile-test iaa-model-check demo-small
 	@echo "make check: the QEMU lane passed"
 
 lane-rust lane-qemu:

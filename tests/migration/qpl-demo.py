@@ -665,7 +665,7 @@ def run(opts, channels, src_default, dst_default, workdir):
             hint = ""
             for v in ("ours", "intel-qpl"):
                 if m.endswith("/qemu-build/%s/qemu-system-x86_64" % v):
-                    hint = " (build it with: tests/qemu/build-qemu.sh %s)" % v
+                    hint = " (build it with: scripts/build-qemu.sh %s)" % v
             msg = "%s: QEMU binary %s is missing%s" % (s["name"], m, hint)
             if s["optional"]:
                 notes.append("skipped " + msg)
@@ -681,7 +681,7 @@ def run(opts, channels, src_default, dst_default, workdir):
         log("note: the machine is busy (load average %.1f); the figures will be noisy" % load1)
     if not runnable:
         raise DemoError("nothing to run: every method's QEMU binary is missing. Build ours with "
-                        "tests/qemu/build-qemu.sh ours, or try Debian's QEMU with --src-binary system "
+                        "scripts/build-qemu.sh ours, or try Debian's QEMU with --src-binary system "
                         "--methods none,zlib,zstd")
 
     opts.accel_auto = opts.accel == "auto"
