@@ -8,6 +8,9 @@ PREFIX ?= /usr/local
 CACHE ?= $(or $(QEMU_QPL_CACHE),/var/tmp/qemu-qpl)
 export QEMU_QPL_CACHE := $(CACHE)
 CARGO ?= cargo
+# Where cargo builds (CARGO_TARGET_DIR, as cargo reads it): `make install` takes
+# the library from there.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # The C ABI's major version: the SONAME (build.rs) is libqemu_qpl.so.$(ABI_MAJOR).
 ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -37,10 +40,10 @@ build:
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/qemu_qpl.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 target/release/libqemu_qpl.so $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(VERSION)
+	install -m 755 $(TARGET_DIR)/release/libqemu_qpl.so $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(VERSION)
 	ln -sfn libqemu_qpl.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(ABI_MAJOR)
 	ln -sfn libqemu_qpl.so.$(ABI_MAJOR) $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so
-	install -m 644 target/release/libqemu_qpl.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(TARGET_DIR)/release/libqemu_qpl.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' meson/qemu-qpl.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qemu-qpl.pc
@@ -191,10 +194,10 @@ check: deps corpus
 	$(MAKE) --no-print-directory -j2 lane-rust lane-qemu
 	@echo "make check: all stages passed"
 
-check-rust: lint test asan miri fuzz c-test bench-smoke
+check-rust: fetch-test lint test asan miri fuzz c-test bench-smoke
 	@echo "make check: the Rust lane passed"
 
-check-qemu: fetch-test qemu-test interop-test hostile-test iaa-model-check demo-small
+check-qemu: qemu-test interop-test hostile-test iaa-model-check demo-small
 	@echo "make check: the QEMU lane passed"
 
 lane-rust lane-qemu:

@@ -6,9 +6,10 @@
 #
 # Everything lives under CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}:
 #   dl/                     the pinned inputs, verified (scripts/fetch-inputs.py)
-#   qemu-src/VARIANT/       source tree (Debian firmware patches + our series for ours)
-#   qemu-build/VARIANT/     build tree: qemu-system-x86_64, tests/qtest/migration-test
-#   prefix/                 this library (make install), for ours
+#   qemu-src/VARIANT/qemu-10.2.2/  source tree (Debian firmware patches + our series for ours)
+#   qemu-src/VARIANT/build/        build tree: qemu-system-x86_64, tests/qtest/migration-test
+#   qemu-build/VARIANT             a link to that build tree: the path everything else uses
+#   prefix/, lib-target/    this library (make install) and its cargo build, for ours
 #   intel-qpl/              Intel QPL unpacked from the pinned debs, private qpl.pc
 #   firmware/               seabios/ipxe links, for hand-started QEMUs (-L DIR)
 #   ccache/, logs/
@@ -32,10 +33,15 @@ DEBIAN_PATCHES=(skip-unpack-edk2-blobs.patch skip-install-dtb.patch)
 SRC_PARENT=$CACHE/qemu-src/$VARIANT
 SRC=$SRC_PARENT/qemu-$QEMU_VERSION
 BUILD=$CACHE/qemu-build/$VARIANT
+# The build tree sits beside its source tree, so that every compiler command
+# names the source as ../qemu-10.2.2 in both variants: ccache (whose base
+# directory is the cache) then serves the second variant's build the objects
+# the two have in common, most of QEMU.
+BUILD_TREE=$SRC_PARENT/build
 LOGS=$CACHE/logs
 VENV=$CACHE/venv
 # Bump when the steps below change in a way that needs a fresh configure.
-SCRIPT_REV=2
+SCRIPT_REV=3
 
 export CCACHE_DIR=$CACHE/ccache
 export CCACHE_BASEDIR=$CACHE
@@ -66,6 +72,15 @@ if ! flock -n 9; then
   flock 9
 fi
 
+# A build tree of the earlier layout (a directory at qemu-build/VARIANT)
+# cannot share ccache's objects: it is replaced by a fresh one beside the source.
+if [ -d "$BUILD" ] && [ ! -L "$BUILD" ]; then
+  say "moving to the build tree beside the source: removing the old $BUILD"
+  rm -rf "$BUILD"
+fi
+mkdir -p "$SRC_PARENT"
+ln -sfn "../qemu-src/$VARIANT/build" "$BUILD"
+
 # --- tools -------------------------------------------------------------------
 if ! "$VENV/bin/python3" -c 'import mesonbuild' 2>/dev/null; then
   say "no meson venv in $VENV: running scripts/setup-deps.sh"
@@ -88,7 +103,9 @@ python3 "$REPO/scripts/fetch-inputs.py" --quiet "${FETCH_SETS[@]}" \
 if [ "$VARIANT" = ours ]; then
   PREFIX=$CACHE/prefix
   say "installing qemu-qpl into $PREFIX"
-  run lib-install make -C "$REPO" install PREFIX="$PREFIX"
+  # A target directory of its own: make check builds this while its Rust lane
+  # holds the checkout's target/ for minutes at a time (cargo test, clippy).
+  run lib-install env CARGO_TARGET_DIR="$CACHE/lib-target" make -C "$REPO" install PREFIX="$PREFIX"
   export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
   pkg-config --exists qemu-qpl || die "qemu-qpl.pc not found in $PKG_CONFIG_PATH"
   LIB_ID="qemu-qpl $(pkg-config --modversion qemu-qpl)"
@@ -220,10 +237,12 @@ EOF
     rm -rf "$NEW"
   fi
 
-  mkdir -p "$BUILD"
+  mkdir -p "$BUILD_TREE"
   say "configure ${CONFIGURE_ARGS[*]}"
   rm -f "$STAMP_FILE"
-  (cd "$BUILD" && run configure "$SRC/configure" "${CONFIGURE_ARGS[@]}")
+  # From the tree itself, not through the link: configure and meson take the
+  # build path they are started in, and ../qemu-10.2.2 must hold from there.
+  (cd "$BUILD_TREE" && run configure "$SRC/configure" "${CONFIGURE_ARGS[@]}")
   grep -E '(qpl compression|Query Processing Library|zstd) support|dependency (zlib|qpl|qemu-qpl) found' \
     "$LOGS/$VARIANT-configure.log" | sed 's/^/    /' >&2 || true
   echo "$STAMP_WANT" >"$STAMP_FILE"
@@ -232,7 +251,7 @@ fi
 # --- build ------------------------------------------------------------------------
 say "ninja -j2 qemu-system-x86_64 tests/qtest/migration-test (log: $LOGS/$VARIANT-ninja.log)"
 t_ninja=$(date +%s)
-run ninja ninja -C "$BUILD" -j2 qemu-system-x86_64 tests/qtest/migration-test
+run ninja ninja -C "$BUILD_TREE" -j2 qemu-system-x86_64 tests/qtest/migration-test
 say "ninja done in $(( $(date +%s) - t_ninja ))s"
 grep -q '^#define CONFIG_QPL\b' "$BUILD/config-host.h" || die "CONFIG_QPL is not set in $BUILD/config-host.h"
 
