@@ -275,8 +275,11 @@ class PrivateApt:
             "#clear APT::Update::Post-Invoke-Success;",
         ]
         # Only the package and source indexes: no DEP-11 metadata, icons or Contents.
-        dump = subprocess.run(["apt-config", "dump"], stdout=subprocess.PIPE,
-                              universal_newlines=True).stdout
+        try:
+            dump = subprocess.run(["apt-config", "dump"], stdout=subprocess.PIPE,
+                                  universal_newlines=True).stdout
+        except FileNotFoundError:
+            raise InputError("apt-config not found: the inputs are fetched with Debian's apt")
         for typ, target in _index_targets(dump):
             if (typ, target) not in (("deb", "Packages"), ("deb-src", "Sources")):
                 conf.append('Acquire::IndexTargets::%s::%s::DefaultEnabled "false";' % (typ, target))
@@ -286,8 +289,11 @@ class PrivateApt:
     def run(self, args, cwd=None, check=True):
         cmd = ["apt-get", "-c", self.conf, "-q"] + args
         env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-        r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True)
+        try:
+            r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               universal_newlines=True)
+        except FileNotFoundError:
+            raise InputError("apt-get not found: the inputs are fetched with Debian's apt")
         if check and r.returncode != 0:
             raise InputError("%s failed (exit %d):\n%s" % (" ".join(cmd), r.returncode,
                                                            _indent(r.stderr or r.stdout)))
