@@ -8,6 +8,9 @@ PREFIX ?= /usr/local
 CACHE ?= $(or $(QEMU_QPL_CACHE),/var/tmp/qemu-qpl)
 export QEMU_QPL_CACHE := $(CACHE)
 CARGO ?= cargo
+# Where cargo builds (CARGO_TARGET_DIR, as cargo reads it): `make install` takes
+# the library from there.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # The C ABI's major version: the SONAME (build.rs) is libqemu_qpl.so.$(ABI_MAJOR).
 ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -17,7 +20,7 @@ LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
 .PHONY: all build install header deps corpus lint test asan miri fuzz fuzz-seeds iaa-model-env \
 	iaa-model-check iaa-check hostile-test check-rust check-qemu lane-rust lane-qemu c-test qemu-build qemu-test \
-	interop-test demo demo-small bench bench-smoke check clean
+	interop-test demo demo-small bench bench-smoke check fetch-test clean
 
 PYTHON ?= python3
 DEMO := $(PYTHON) tests/migration/qpl-demo.py
@@ -37,10 +40,10 @@ build:
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/qemu_qpl.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 target/release/libqemu_qpl.so $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(VERSION)
+	install -m 755 $(TARGET_DIR)/release/libqemu_qpl.so $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(VERSION)
 	ln -sfn libqemu_qpl.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so.$(ABI_MAJOR)
 	ln -sfn libqemu_qpl.so.$(ABI_MAJOR) $(DESTDIR)$(PREFIX)/lib/libqemu_qpl.so
-	install -m 644 target/release/libqemu_qpl.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(TARGET_DIR)/release/libqemu_qpl.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|' meson/qemu-qpl.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qemu-qpl.pc
@@ -49,18 +52,26 @@ install: build
 header:
 	QEMU_QPL_BLESS_HEADER=1 $(CARGO) test --test header
 
+# Debian packages and toolchains (scripts/setup-deps.sh), then every pinned input
+# of scripts/inputs.lock fetched from Debian's registry and verified (docs/inputs.md).
 deps:
-	bash tests/setup-deps.sh
+	bash scripts/setup-deps.sh
+	$(PYTHON) scripts/fetch-inputs.py --quiet all
 
 corpus:
-	bash tests/corpus.sh >/dev/null
+	$(PYTHON) scripts/corpus.py >/dev/null
+
+# The pinned inputs against the registry, from a scratch cache with no offline
+# mirror: every pin in the index, real downloads, the failure messages.
+fetch-test:
+	bash tests/inputs/fetch-test.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features bench -- -D warnings
 
 test:
-	bash tests/corpus.sh
+	$(PYTHON) scripts/corpus.py
 	QEMU_QPL_CORPUS=$(CACHE)/corpus/corpusA.bin $(CARGO) test --release --workspace
 
 # Issue #12: the running-guest stress test (pages rewritten by other threads
@@ -97,7 +108,7 @@ fuzz-seeds: corpus
 
 # The benchmark of issue #5: every codec over corpus A, medians of 5 runs.
 bench:
-	bash tests/corpus.sh >/dev/null
+	$(PYTHON) scripts/corpus.py >/dev/null
 	$(CARGO) run --release --features bench --bin qpl-bench -- $(CACHE)/corpus/corpusA.bin
 
 # The benchmarks on a small real file, so that they cannot rot.
@@ -111,8 +122,8 @@ c-test:
 
 # Both QEMU 10.2.2 builds: patched on this library, and upstream on Intel QPL.
 qemu-build:
-	bash tests/qemu/build-qemu.sh ours
-	bash tests/qemu/build-qemu.sh intel-qpl
+	bash scripts/build-qemu.sh ours
+	bash scripts/build-qemu.sh intel-qpl
 
 # Issue #3: QEMU's own migration-test, qpl, zstd and none cases, on our build;
 # issue #12: the series' live qpl cases (the guest keeps dirtying memory), the
@@ -172,21 +183,28 @@ iaa-check: qemu-build corpus
 	bash tests/iaa/check.sh all
 
 # The main job: 2 GiB guest, none, zlib, zstd, qpl (ours) and qpl (Intel QPL).
+# Progress on stderr, the table on stdout; the results as JSON in the cache and
+# in docs/demo-results.json, drawn as docs/demo.svg (README embeds it);
+# `tests/migration/qpl-demo.py --render docs/demo-results.json --chart docs/demo.svg`
+# redraws the chart from the saved results.
+DEMO_RESULTS ?= $(CACHE)/demo/results.json
+DEMO_CHART ?= docs/demo.svg
 demo: deps build corpus
-	bash tests/qemu/build-qemu.sh ours
-	bash tests/qemu/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
-	$(DEMO) $(DEMO_ARGS)
+	bash scripts/build-qemu.sh ours
+	bash scripts/build-qemu.sh intel-qpl || echo "make demo: the Intel QPL build failed; qpl-intel will be skipped" >&2
+	$(DEMO) --save $(DEMO_RESULTS) --save docs/demo-results.json --chart $(DEMO_CHART) $(DEMO_ARGS)
 
 # Every test. Two lanes run side by side on the machine's two cores: the
 # Rust lane (compiling, fuzzing, Miri) and the QEMU lane (two QEMU builds,
 # then migrations, which mostly wait on their guests and sockets). Each lane
 # runs its stages in order; `make check-rust` or `make check-qemu` runs one.
-# Lines are prefixed [rust] or [qemu] by lane.
+# Lines are prefixed by lane and the minutes:seconds since it started,
+# [rust 12:34] or [qemu 12:34] (the budget: 45 minutes cold on 2 cores).
 check: deps corpus
 	$(MAKE) --no-print-directory -j2 lane-rust lane-qemu
 	@echo "make check: all stages passed"
 
-check-rust: lint test asan miri fuzz c-test bench-smoke
+check-rust: fetch-test lint test asan miri fuzz c-test bench-smoke
 	@echo "make check: the Rust lane passed"
 
 check-qemu: qemu-test interop-test hostile-test iaa-model-check iaa-check demo-small
@@ -194,7 +212,8 @@ check-qemu: qemu-test interop-test hostile-test iaa-model-check iaa-check demo-s
 
 lane-rust lane-qemu:
 	set -o pipefail; $(MAKE) --no-print-directory -j1 check-$(@:lane-%=%) 2>&1 \
-	    | sed -u 's/^/[$(@:lane-%=%)] /'
+	    | while IFS= read -r line || [ -n "$$line" ]; do \
+	        printf '[%s %d:%02d] %s\n' $(@:lane-%=%) $$((SECONDS / 60)) $$((SECONDS % 60)) "$$line"; done
 
 
 clean:

@@ -1,10 +1,14 @@
 //! Builds the C side of the reference codecs.
 //!
-//! * Intel QPL 1.9.0 comes from Debian's `libqpl-dev`/`libqpl1` packages kept
-//!   in `../shared/cache` (checked against pinned SHA-256 sums), unpacked with
-//!   `dpkg-deb -x` into `OUT_DIR` — never installed system-wide. Its static
-//!   `libqpl.a` is linked (the shared object needs glibc 2.38), with `libstdc++`
-//!   and `csrc/glibc_compat.c`, which supplies the two glibc 2.38 symbols it uses.
+//! * Intel QPL 1.9.0 comes from Debian's `libqpl-dev`/`libqpl1` packages, pinned
+//!   in `scripts/inputs.lock` (set `intel-qpl`) and fetched by
+//!   `scripts/fetch-inputs.py` into `$QEMU_QPL_CACHE/dl` (this script runs it
+//!   when they are not there yet). Checked against the lock's SHA-256 sums and
+//!   unpacked with `dpkg-deb -x` into `OUT_DIR` — never installed system-wide.
+//!   Its static `libqpl.a` is linked (the shared object needs glibc 2.38), with
+//!   `libstdc++` and `csrc/glibc_compat.c`, which supplies the two glibc 2.38
+//!   symbols it uses. The headers' directory goes to dependents' build scripts
+//!   as `DEP_QPL_INCLUDE` (`links = "qpl"`).
 //! * ISA-L, zlib, libdeflate, zstd and lz4 are Debian 12's system libraries
 //!   (linked by name; the Rust modules of the last three name them).
 //! * `csrc/*_shim.c` wrap the libraries whose state lives in structs (QPL's
@@ -15,17 +19,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The Debian packages of Intel QPL 1.9.0 and their SHA-256 sums.
-const QPL_DEBS: [(&str, &str); 2] = [
-    (
-        "libqpl-dev_1.9.0-1_amd64.deb",
-        "8a09b9106ef7aace666528e43de8b2d4da6ed1010b3edd0113dd230200dd1bfd",
-    ),
-    (
-        "libqpl1_1.9.0-1_amd64.deb",
-        "a0e91a9e277e93d5d357f4409612ac5f46c8df0c95a6597eda555f64da7a1559",
-    ),
-];
+/// The lock file's set of Intel QPL's packages.
+const QPL_SET: &str = "intel-qpl";
 
 /// Where the packages put the library, relative to the unpacked root.
 const QPL_LIBDIR: &str = "usr/lib/x86_64-linux-gnu";
@@ -44,13 +39,11 @@ fn main() {
 
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc");
-    println!("cargo:rerun-if-env-changed=QEMU_QPL_DEB_DIR");
-
-    let deb_dir = match env::var_os("QEMU_QPL_DEB_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => manifest_dir.join("../../shared/cache"),
-    };
-    let qpl_root = unpack_qpl(&deb_dir, &out_dir);
+    let repo = manifest_dir.join("..");
+    let debs = pinned_debs(&repo);
+    let deb_dir = deb_dir(&repo, &debs);
+    let qpl_root = unpack_qpl(&debs, &deb_dir, &out_dir);
+    println!("cargo:include={}", qpl_root.join("usr/include").display());
 
     // The static library alone in its own directory, so that the linker
     // cannot pick the shared object that sits next to it in the package.
@@ -101,17 +94,88 @@ fn main() {
     }
 }
 
-/// Checks both packages and unpacks them into `OUT_DIR/intel-qpl` (once).
-/// Returns the unpacked root.
-fn unpack_qpl(deb_dir: &Path, out_dir: &Path) -> PathBuf {
+/// (file, SHA-256) of every package of the `intel-qpl` set in scripts/inputs.lock.
+fn pinned_debs(repo: &Path) -> Vec<(String, String)> {
+    let lock = repo.join("scripts/inputs.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = fs::read_to_string(&lock)
+        .unwrap_or_else(|error| panic!("reference-codecs: {}: {error}", lock.display()));
+    let debs: Vec<(String, String)> = text
+        .lines()
+        .map(|line| {
+            line.split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        })
+        .filter(|fields| fields.len() == 9 && fields[0] == QPL_SET)
+        .map(|fields| (fields[8].to_string(), fields[7].to_string()))
+        .collect();
+    if debs.is_empty() {
+        panic!(
+            "reference-codecs: {} pins no package of the set {QPL_SET}",
+            lock.display()
+        );
+    }
+    debs
+}
+
+/// The directory holding the verified packages: `QEMU_QPL_DEB_DIR` when set,
+/// else `$QEMU_QPL_CACHE/dl` (default `/var/tmp/qemu-qpl/dl`), after
+/// `scripts/fetch-inputs.py intel-qpl` has put them there if they were not.
+fn deb_dir(repo: &Path, debs: &[(String, String)]) -> PathBuf {
+    println!("cargo:rerun-if-env-changed=QEMU_QPL_DEB_DIR");
+    println!("cargo:rerun-if-env-changed=QEMU_QPL_CACHE");
+    if let Some(dir) = env::var_os("QEMU_QPL_DEB_DIR") {
+        return PathBuf::from(dir);
+    }
+    let cache = env::var_os("QEMU_QPL_CACHE")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/qemu-qpl"));
+    let dl = cache.join("dl");
+    if debs
+        .iter()
+        .any(|(name, sum)| !verified(&dl.join(name), sum))
+    {
+        // The script fetches with apt (or copies from the offline mirror) and
+        // verifies; its messages name any file it cannot supply.
+        let script = repo.join("scripts/fetch-inputs.py");
+        let status = Command::new("python3")
+            .arg(&script)
+            .arg("--quiet")
+            .arg(QPL_SET)
+            .env("QEMU_QPL_CACHE", &cache)
+            .status();
+        if !matches!(status, Ok(status) if status.success()) {
+            panic!(
+                "reference-codecs: Intel QPL 1.9.0's packages are not in {} and `{} {QPL_SET}` \
+                 could not fetch them ({status:?}; its messages above say which file and what to \
+                 do). Run `make deps`, or put the packages in a directory named by QEMU_QPL_DEB_DIR.",
+                dl.display(),
+                script.display()
+            );
+        }
+    }
+    dl
+}
+
+fn verified(file: &Path, expected: &str) -> bool {
+    file.is_file() && sha256(file) == expected
+}
+
+/// Checks the packages and unpacks them into `OUT_DIR/intel-qpl-1.9.0-1`
+/// (once). Returns the unpacked root.
+fn unpack_qpl(debs: &[(String, String)], deb_dir: &Path, out_dir: &Path) -> PathBuf {
     let root = out_dir.join("intel-qpl-1.9.0-1");
     let stamp = root.join(".unpacked");
-    let stamp_text: String = QPL_DEBS
+    let stamp_text: String = debs
         .iter()
         .map(|(name, sum)| format!("{sum}  {name}\n"))
         .collect();
 
-    for (name, _) in QPL_DEBS {
+    for (name, _) in debs {
         println!("cargo:rerun-if-changed={}", deb_dir.join(name).display());
     }
     if fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_text.as_str())
@@ -120,22 +184,20 @@ fn unpack_qpl(deb_dir: &Path, out_dir: &Path) -> PathBuf {
         return root;
     }
 
-    check_sums_file(deb_dir);
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
-    for (name, expected) in QPL_DEBS {
+    for (name, expected) in debs {
         let deb = deb_dir.join(name);
         if !deb.is_file() {
             panic!(
-                "reference-codecs: {} is missing; Intel QPL 1.9.0 is taken from ../shared/cache \
-                 (or the directory named by QEMU_QPL_DEB_DIR)",
+                "reference-codecs: {} is missing; `scripts/fetch-inputs.py {QPL_SET}` fetches it",
                 deb.display()
             );
         }
         let actual = sha256(&deb);
-        if actual != expected {
+        if actual != *expected {
             panic!(
-                "reference-codecs: {} has SHA-256 {actual}, expected {expected}",
+                "reference-codecs: {} has SHA-256 {actual}, scripts/inputs.lock pins {expected}",
                 deb.display()
             );
         }
@@ -143,29 +205,6 @@ fn unpack_qpl(deb_dir: &Path, out_dir: &Path) -> PathBuf {
     }
     fs::write(&stamp, stamp_text).unwrap();
     root
-}
-
-/// When the cache directory lists its own sums, they must agree with ours.
-fn check_sums_file(deb_dir: &Path) {
-    let Ok(sums) = fs::read_to_string(deb_dir.join("SHA256SUMS")) else {
-        return;
-    };
-    for (name, expected) in QPL_DEBS {
-        let listed = sums.lines().find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let sum = fields.next()?;
-            let file = fields.next()?.trim_start_matches('*');
-            (file == name).then(|| sum.to_string())
-        });
-        if let Some(listed) = listed {
-            if listed != expected {
-                panic!(
-                    "reference-codecs: {}/SHA256SUMS lists {listed} for {name}, but the pinned sum is {expected}",
-                    deb_dir.display()
-                );
-            }
-        }
-    }
 }
 
 fn sha256(file: &Path) -> String {

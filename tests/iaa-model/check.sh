@@ -36,7 +36,7 @@ step() {
 }
 
 validate() {
-  [ -f "$CORPUS" ] || { echo "iaa-model check: $CORPUS missing: run bash tests/corpus.sh" >&2; exit 1; }
+  [ -f "$CORPUS" ] || { echo "iaa-model check: $CORPUS missing: run scripts/corpus.py" >&2; exit 1; }
   cargo build --release --quiet -p iaa-validate --manifest-path "$root/Cargo.toml"
   local validate=$target/release/iaa-validate
   local -a env
@@ -76,7 +76,7 @@ validate() {
 
 qemu() {
   local build=$CACHE/qemu-build/intel-qpl
-  [ -x "$build/qemu-system-x86_64" ] || { echo "iaa-model check: $build missing: run tests/qemu/build-qemu.sh intel-qpl" >&2; exit 1; }
+  [ -x "$build/qemu-system-x86_64" ] || { echo "iaa-model check: $build missing: run scripts/build-qemu.sh intel-qpl" >&2; exit 1; }
   local -a env
   model_env env
 

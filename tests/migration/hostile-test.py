@@ -129,7 +129,7 @@ class Run:
         self.dst_bin, self.dst_label = demo.resolve_binary(opts.dst_binary)
         for b in (self.src_bin, self.dst_bin):
             if not b or not os.access(b, os.X_OK):
-                raise DemoError("QEMU binary %s is missing (build it with tests/qemu/build-qemu.sh ours)" % b)
+                raise DemoError("QEMU binary %s is missing (build it with scripts/build-qemu.sh ours)" % b)
         self.disk = demo.guest_disk(opts, workdir)
         self.src = None
 

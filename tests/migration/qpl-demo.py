@@ -32,6 +32,8 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the script in the checko
 import running_guest  # noqa: E402
 from demo_common import (CACHE, REPO, DemoError, QMPError, Unsupported, fmt_mib,  # noqa: E402
                          fmt_size, log, parse_bandwidth, parse_size)
+from demo_chart import write_chart  # noqa: E402
+from demo_progress import Progress, phase  # noqa: E402
 from guest_ram import diff_pages, hash_mem, ram_block  # noqa: E402
 from qemu_proc import (Qemu, kill_all, kvm_usable, multifd_methods, qpl_libraries,  # noqa: E402
                        start_incoming)
@@ -81,31 +83,6 @@ def firmware_dir():
 
 
 # ---------------------------------------------------------------- one migration
-
-class Progress:
-    def __init__(self, label):
-        self.label = label
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def show(self, pct, wire, syncs, force=False):
-        now = time.monotonic()
-        if not force and now - self.last < (0.2 if self.tty else 2.0):
-            return
-        self.last = now
-        msg = "  %s: %5.1f %% of RAM transferred, %s MiB on the wire, pass %d" % (
-            self.label, pct, fmt_mib(wire), syncs)
-        if self.tty:
-            sys.stderr.write("\r" + msg + "\033[K")
-        else:
-            sys.stderr.write(msg + "\n")
-        sys.stderr.flush()
-
-    def done(self):
-        if self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
 
 def base_args(opts):
     """Options every QEMU of a run gets, source and destination alike."""
@@ -204,8 +181,7 @@ def migrate(src, dst, port, opts, label, live):
         ram = info.get("ram", {})
         if ram.get("total"):
             pct = 100.0 * (ram["total"] - ram.get("remaining", 0)) / ram["total"]
-            prog.show(pct, ram.get("transferred", 0), ram.get("dirty-sync-count", 0),
-                      force=status == "completed")
+            prog.show(ram, status, force=status == "completed")
         if status == "completed":
             break
         if status in ("failed", "cancelled"):
@@ -337,6 +313,7 @@ def run_one(spec, channels, opts, image, image_info, workdir, label):
               "src_binary": spec["src"], "dst_binary": spec["dst"], "guest_mode": opts.guest,
               "dst_prealloc": opts.dst_prealloc}
     try:
+        phase("%s: starting both QEMUs" % label)
         src, dst = start_pair(spec, opts, image, workdir)
         dst.connect()
         src.connect()
@@ -344,6 +321,7 @@ def run_one(spec, channels, opts, image, image_info, workdir, label):
         result["qpl_level"] = spec.get("qpl_level")
         live = None
         if running:
+            phase("%s: booting the guest program" % label)
             hva, _ = ram_block(src, size, image)
             live = running_guest.LiveGuest(src, hva, opts.guest_cfg,
                                            os.path.join(workdir, "src-firmware.log"),
@@ -368,6 +346,7 @@ def run_one(spec, channels, opts, image, image_info, workdir, label):
         result["guest_cpu_s"] = guest_cpu
         if live:
             result.update(live.finish(info))
+        phase("%s: comparing both sides' guest RAM (SHA-256)" % label)
         result.update(verify_ram(src, dst, size, image, image_info, running))
         if live and result["live_problems"] and result["ram_equal"]:
             raise DemoError("RAM equal, but this was no test of a running guest: "
@@ -506,6 +485,31 @@ def median_row(runs):
     return row
 
 
+def save_json(doc, path):
+    """Writes the results document; False (with the reason on stderr) when it cannot."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        log("error: could not write the results to %s: %s" % (path, e))
+        return False
+    phase("results: %s" % path)
+    return True
+
+
+def chart(doc, path):
+    """Draws the chart; a failure is reported, never fatal (the results are already out)."""
+    try:
+        write_chart(doc, path)
+        phase("chart: %s" % path)
+    except Exception as e:  # noqa: BLE001 - any failure here must not cost the run
+        log("warning: could not write the chart %s: %s" % (path, e))
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv=None):
@@ -549,15 +553,23 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0, help="fixed TCP port on 127.0.0.1 (default: a free one)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds allowed per migration (600)")
     ap.add_argument("--json", action="store_true", help="print JSON on stdout instead of the table")
-    ap.add_argument("--save", metavar="FILE", help="also write the JSON document to FILE")
-    ap.add_argument("--render", metavar="FILE", help="print the table of a saved JSON document and exit")
+    ap.add_argument("--save", metavar="FILE", action="append",
+                    help="also write the JSON document to FILE (may be given more than once)")
+    ap.add_argument("--chart", metavar="FILE.svg",
+                    help="also draw the results as an SVG chart: total time, CPU seconds and wire bytes "
+                         "per method (a chart that cannot be written is a warning, not an error)")
+    ap.add_argument("--render", metavar="FILE",
+                    help="print the table of a saved JSON document (and with --chart draw its chart) and exit")
     ap.add_argument("--rebuild-image", action="store_true", help="rebuild the cached guest RAM image")
     ap.add_argument("--keep", action="store_true", help="keep the QEMU logs and sockets directory")
     opts = ap.parse_args(argv)
 
     if opts.render:
         with open(opts.render) as f:
-            print(format_report(json.load(f)))
+            doc = json.load(f)
+        print(format_report(doc))
+        if opts.chart:
+            chart(doc, opts.chart)
         return EXIT_OK
     if opts.size % (2 << 20) or opts.size < (64 << 20):
         ap.error("--size must be a multiple of 2 MiB and at least 64M")
@@ -680,7 +692,7 @@ def run(opts, channels, src_default, dst_default, workdir):
             hint = ""
             for v in ("ours", "intel-qpl"):
                 if m.endswith("/qemu-build/%s/qemu-system-x86_64" % v):
-                    hint = " (build it with: tests/qemu/build-qemu.sh %s)" % v
+                    hint = " (build it with: scripts/build-qemu.sh %s)" % v
             msg = "%s: QEMU binary %s is missing%s" % (s["name"], m, hint)
             if s["optional"]:
                 notes.append("skipped " + msg)
@@ -696,7 +708,7 @@ def run(opts, channels, src_default, dst_default, workdir):
         log("note: the machine is busy (load average %.1f); the figures will be noisy" % load1)
     if not runnable:
         raise DemoError("nothing to run: every method's QEMU binary is missing. Build ours with "
-                        "tests/qemu/build-qemu.sh ours, or try Debian's QEMU with --src-binary system "
+                        "scripts/build-qemu.sh ours, or try Debian's QEMU with --src-binary system "
                         "--methods none,zlib,zstd")
 
     opts.accel_auto = opts.accel == "auto"
@@ -706,12 +718,13 @@ def run(opts, channels, src_default, dst_default, workdir):
         accel_note = "kvm (/dev/kvm works)" if ok else "tcg (no KVM: %s)" % why
     else:
         accel_note = opts.accel + " (forced)"
-    log("accelerator: " + accel_note)
+    phase("accelerator: " + accel_note)
     opts.firmware = firmware_dir()
+    phase("guest RAM image: %s, %.0f %% real data" % (fmt_size(opts.size), opts.fill * 100))
     image, image_info = prepare_image(opts.size, opts.fill, opts.rebuild_image)
     if opts.guest == "running":
         running_guest.boot_sector()  # assemble it now: a missing assembler is one error, not one per run
-        log("guest: " + opts.guest_cfg.describe())
+        phase("guest: " + opts.guest_cfg.describe())
 
     jobs = [(s, ch) for s in runnable for ch in channels]
     results, unsupported = {}, []
@@ -724,8 +737,7 @@ def run(opts, channels, src_default, dst_default, workdir):
             n += 1
             if key in bad:
                 continue
-            label = "[%d/%d] %s ch=%d %s→%s" % (n, total_runs, s["name"], ch, s["src_label"], s["dst_label"])
-            log(label + ": starting")
+            label = "run %d/%d %s ch=%d %s→%s" % (n, total_runs, s["name"], ch, s["src_label"], s["dst_label"])
             try:
                 try:
                     r = run_one(s, ch, opts, image, image_info, workdir, label)
@@ -754,8 +766,9 @@ def run(opts, channels, src_default, dst_default, workdir):
             if r.get("guest_mode") == "running":
                 live = ", %d passes, %d pages resent, %d guest ops" % (
                     r["dirty_syncs"], r["resent_pages"], r["guest_ops"])
-            log("  done: %d ms, %s MiB on the wire%s, RAM %s"
-                % (r["total_ms"], fmt_mib(r["wire_bytes"]), live, "equal" if r["ram_equal"] else "DIFFERS"))
+            phase("%s: done: %d ms, %s MiB on the wire%s, RAM %s"
+                  % (label, r["total_ms"], fmt_mib(r["wire_bytes"]), live,
+                     "equal" if r["ram_equal"] else "DIFFERS"))
 
     rows = [median_row(results[(s["name"], ch)]) for s, ch in jobs if (s["name"], ch) in results]
     mismatch = [r for runs in results.values() for r in runs if not r["ram_equal"]]
@@ -777,21 +790,20 @@ def run(opts, channels, src_default, dst_default, workdir):
     doc = {"header": header, "rows": rows,
            "runs": [r for s, ch in jobs for r in results.get((s["name"], ch), [])],
            "notes": notes, "unsupported": unsupported, "failures": failures}
-    if opts.save:
-        with open(opts.save, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
     if opts.json:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         print(format_report(doc))
     sys.stdout.flush()
+    unsaved = [path for path in opts.save or [] if not save_json(doc, path)]
+    if opts.chart:
+        chart(doc, opts.chart)
     if mismatch:
         log("error: destination RAM differs from source RAM in %d run(s): the migration lost or corrupted "
             "data (see the MISMATCH lines)" % len(mismatch))
         return EXIT_MISMATCH
-    if failures:
+    if failures or unsaved:
         return EXIT_ERROR
     if unsupported:
         return EXIT_UNSUPPORTED

@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 
 from demo_common import CACHE, PAGE, REPO, DemoError, fmt_size, log
@@ -18,9 +19,9 @@ IMAGE_FORMAT = 1          # bump when the image layout changes (part of the cach
 def ensure_corpus():
     if os.path.exists(CORPUS_A) and os.path.exists(CORPUS_A + ".ok"):
         return CORPUS_A
-    script = os.path.join(REPO, "tests", "corpus.sh")
+    script = os.path.join(REPO, "scripts", "corpus.py")
     log("corpus A missing; building it with %s (downloads pinned Debian packages once)" % script)
-    r = subprocess.run(["bash", script], stdout=subprocess.PIPE, timeout=3600)
+    r = subprocess.run([sys.executable, script], stdout=subprocess.PIPE, timeout=3600)
     if r.returncode != 0 or not os.path.exists(CORPUS_A):
         raise DemoError("could not build corpus A with %s (exit %d)" % (script, r.returncode))
     return CORPUS_A

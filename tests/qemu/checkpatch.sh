@@ -8,15 +8,14 @@
 #   - it must come from `git format-patch` (its first line is "From <sha> ...");
 #   - its author must be a name and an address (From: NAME <user@host>) and a
 #     Signed-off-by line must name that same author.
-# checkpatch.pl is taken from the build tree source of tests/qemu/build-qemu.sh
+# checkpatch.pl is taken from the build tree source of scripts/build-qemu.sh
 # ($CACHE/qemu-src/ours/qemu-10.2.2) or, before any build, extracted from the
-# pinned QEMU tarball (sha256 checked) into $CACHE/checkpatch/.
+# pinned QEMU tarball (scripts/fetch-inputs.py) into $CACHE/checkpatch/.
 # Prints one line per patch and exits non-zero if any patch fails.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-SHARED=${QEMU_QPL_SHARED:-$REPO/../shared}
 CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}
 ORIG=qemu_10.2.2+ds.orig.tar.xz
 
@@ -30,13 +29,9 @@ find_checkpatch() {
   local own=$CACHE/checkpatch/qemu-10.2.2/scripts/checkpatch.pl
   if [ -f "$tree" ]; then echo "$tree"; return; fi
   if [ ! -f "$own" ]; then
-    local tarball want got
-    tarball=$CACHE/dl/$ORIG
-    [ -f "$tarball" ] || tarball=$SHARED/cache/$ORIG
-    [ -f "$tarball" ] || die "no QEMU source: neither $CACHE/dl/$ORIG nor $SHARED/cache/$ORIG (set QEMU_QPL_SHARED)"
-    want=$(awk -v f="$ORIG" '$2 == f { print $1 }' "$SHARED/cache/SHA256SUMS")
-    got=$(sha256sum "$tarball" | cut -d' ' -f1)
-    [ -n "$want" ] && [ "$want" = "$got" ] || die "sha256 mismatch for $tarball"
+    local tarball=$CACHE/dl/$ORIG
+    python3 "$REPO/scripts/fetch-inputs.py" --quiet "$ORIG" >&2 \
+      || die "the QEMU source could not be fetched (the message above says what to do)"
     say "extracting scripts/checkpatch.pl from $tarball"
     mkdir -p "$CACHE/checkpatch"
     tar -xJf "$tarball" -C "$CACHE/checkpatch" --no-same-owner qemu-10.2.2/scripts/checkpatch.pl

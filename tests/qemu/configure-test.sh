@@ -4,7 +4,7 @@
 #
 #   tests/qemu/configure-test.sh [--src DIR] [--prefix DIR] [--jobs N]
 #
-# DIR defaults to the patched source tree of `tests/qemu/build-qemu.sh ours`
+# DIR defaults to the patched source tree of `scripts/build-qemu.sh ours`
 # ($CACHE/qemu-src/ours/qemu-10.2.2) and PREFIX to the library it installed
 # ($CACHE/prefix). Each case configures in its own scratch build directory
 # under $CACHE/configure-test/ (nothing is compiled), N cases at a time
@@ -48,10 +48,10 @@ t0=$(date +%s)
 say() { echo "configure-test: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
-[ -x "$SRC/configure" ] || die "$SRC/configure not found: run tests/qemu/build-qemu.sh ours (or pass --src)"
+[ -x "$SRC/configure" ] || die "$SRC/configure not found: run scripts/build-qemu.sh ours (or pass --src)"
 [ -f "$PREFIX/lib/pkgconfig/qemu-qpl.pc" ] \
-  || die "$PREFIX/lib/pkgconfig/qemu-qpl.pc not found: run tests/qemu/build-qemu.sh ours (or make install PREFIX=... and pass --prefix)"
-[ -x "$CACHE/venv/bin/python3" ] || die "no meson venv in $CACHE/venv: run tests/setup-deps.sh"
+  || die "$PREFIX/lib/pkgconfig/qemu-qpl.pc not found: run scripts/build-qemu.sh ours (or make install PREFIX=... and pass --prefix)"
+[ -x "$CACHE/venv/bin/python3" ] || die "no meson venv in $CACHE/venv: run scripts/setup-deps.sh"
 if env -u PKG_CONFIG_PATH pkg-config --exists qemu-qpl; then
   die "a qemu-qpl.pc is installed system-wide ($(env -u PKG_CONFIG_PATH pkg-config --variable=pcfiledir qemu-qpl)): the cases without the library cannot hide it; remove it first"
 fi

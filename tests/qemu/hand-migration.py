@@ -10,8 +10,8 @@ processes' guest RAM from /proc/PID/mem and compares them with the image.
   tests/qemu/hand-migration.py [--src BIN] [--dst BIN] [--method qpl]
                                [--channels N] [--image FILE] [--qpl-level LEVEL]
 
-BIN defaults to the `ours` build of tests/qemu/build-qemu.sh. The image
-defaults to corpus A when it has been built (tests/corpus.sh), else to a
+BIN defaults to the `ours` build of scripts/build-qemu.sh. The image
+defaults to corpus A when it has been built (scripts/corpus.py), else to a
 256 MiB image made of this machine's /usr/lib files. --qpl-level sets the
 source's multifd-qpl-level (fast or strong; the source must be a qemu-qpl
 build, the destination may be any). Exit status 0 and a closing "PASS" line

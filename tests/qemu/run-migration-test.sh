@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs QEMU's own migration-test cases for the multifd compression methods
-# against a build from tests/qemu/build-qemu.sh.
+# against a build from scripts/build-qemu.sh.
 #
 #   tests/qemu/run-migration-test.sh [VARIANT] [PATH...]
 #   tests/qemu/run-migration-test.sh [--variant VARIANT] --src BIN --dst BIN [PATH...]
@@ -56,7 +56,7 @@ VARIANT=${VARIANT:-ours}
 BUILD=$CACHE/qemu-build/$VARIANT
 TEST=$BUILD/tests/qtest/migration-test
 for f in "$BUILD/qemu-system-x86_64" "$TEST"; do
-  [ -x "$f" ] || { echo "run-migration-test: $f missing: run tests/qemu/build-qemu.sh $VARIANT" >&2; exit 1; }
+  [ -x "$f" ] || { echo "run-migration-test: $f missing: run scripts/build-qemu.sh $VARIANT" >&2; exit 1; }
 done
 
 abspath() {

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds QEMU 10.2.2 (qemu-system-x86_64 and tests/qtest/migration-test).
 #
-#   tests/qemu/build-qemu.sh ours       patched with qemu-patches/, against this library
-#   tests/qemu/build-qemu.sh intel-qpl  unmodified QEMU --enable-qpl, against Intel QPL 1.9
+#   scripts/build-qemu.sh ours       patched with qemu-patches/, against this library
+#   scripts/build-qemu.sh intel-qpl  unmodified QEMU --enable-qpl, against Intel QPL 1.9
 #
 # Everything lives under CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}:
-#   dl/                     verified source tarballs
-#   qemu-src/VARIANT/       source tree (Debian firmware patches + our series for ours)
-#   qemu-build/VARIANT/     build tree: qemu-system-x86_64, tests/qtest/migration-test
-#   prefix/                 this library (make install), for ours
+#   dl/                     the pinned inputs, verified (scripts/fetch-inputs.py)
+#   qemu-src/VARIANT/qemu-10.2.2/  source tree (Debian firmware patches + our series for ours)
+#   qemu-src/VARIANT/build/        build tree: qemu-system-x86_64, tests/qtest/migration-test
+#   qemu-build/VARIANT             a link to that build tree: the path everything else uses
+#   prefix/, lib-target/    this library (make install) and its cargo build, for ours
 #   intel-qpl/              Intel QPL unpacked from the pinned debs, private qpl.pc
 #   firmware/               seabios/ipxe links, for hand-started QEMUs (-L DIR)
 #   ccache/, logs/
@@ -23,21 +24,24 @@ case "$VARIANT" in
 esac
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-SHARED=${QEMU_QPL_SHARED:-$REPO/../shared}
+REPO=$(cd "$HERE/.." && pwd)
 CACHE=${QEMU_QPL_CACHE:-/var/tmp/qemu-qpl}
 QEMU_VERSION=10.2.2
-DEB_VERSION=1:10.2.2+ds-1
 ORIG=qemu_${QEMU_VERSION}+ds.orig.tar.xz
 DEBIAN_TAR=qemu_${QEMU_VERSION}+ds-1.debian.tar.xz
 DEBIAN_PATCHES=(skip-unpack-edk2-blobs.patch skip-install-dtb.patch)
 SRC_PARENT=$CACHE/qemu-src/$VARIANT
 SRC=$SRC_PARENT/qemu-$QEMU_VERSION
 BUILD=$CACHE/qemu-build/$VARIANT
+# The build tree sits beside its source tree, so that every compiler command
+# names the source as ../qemu-10.2.2 in both variants: ccache (whose base
+# directory is the cache) then serves the second variant's build the objects
+# the two have in common, most of QEMU.
+BUILD_TREE=$SRC_PARENT/build
 LOGS=$CACHE/logs
 VENV=$CACHE/venv
 # Bump when the steps below change in a way that needs a fresh configure.
-SCRIPT_REV=2
+SCRIPT_REV=3
 
 export CCACHE_DIR=$CACHE/ccache
 export CCACHE_BASEDIR=$CACHE
@@ -57,10 +61,6 @@ run() {
   fi
 }
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
-[ -f "$SHARED/cache/SHA256SUMS" ] || die "$SHARED/cache/SHA256SUMS not found (set QEMU_QPL_SHARED)"
-expected_sha() {
-  awk -v f="$1" '$2 == f { print $1 }' "$SHARED/cache/SHA256SUMS"
-}
 
 mkdir -p "$CACHE" "$LOGS" "$CCACHE_DIR" "$CACHE/qemu-build"
 t_start=$(date +%s)
@@ -72,80 +72,40 @@ if ! flock -n 9; then
   flock 9
 fi
 
+# A build tree of the earlier layout (a directory at qemu-build/VARIANT)
+# cannot share ccache's objects: it is replaced by a fresh one beside the source.
+if [ -d "$BUILD" ] && [ ! -L "$BUILD" ]; then
+  say "moving to the build tree beside the source: removing the old $BUILD"
+  rm -rf "$BUILD"
+fi
+mkdir -p "$SRC_PARENT"
+ln -sfn "../qemu-src/$VARIANT/build" "$BUILD"
+
 # --- tools -------------------------------------------------------------------
 if ! "$VENV/bin/python3" -c 'import mesonbuild' 2>/dev/null; then
-  say "no meson venv in $VENV: running tests/setup-deps.sh"
-  bash "$REPO/tests/setup-deps.sh"
+  say "no meson venv in $VENV: running scripts/setup-deps.sh"
+  bash "$REPO/scripts/setup-deps.sh"
 fi
 for tool in ninja pkg-config cc; do
-  command -v "$tool" >/dev/null || die "$tool not found (run tests/setup-deps.sh)"
+  command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup-deps.sh)"
 done
-dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep "install ok installed" >/dev/null \
+dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep -q "install ok installed" \
   || die "zlib1g-dev is not installed (QEMU needs it; the multifd zlib method is built from it)"
 
-# --- source: Debian's registry first, the pinned copy as fallback -------------
+# --- inputs: pinned in scripts/inputs.lock, fetched and verified into $CACHE/dl ---
 DL=$CACHE/dl
-mkdir -p "$DL"
-have_verified() {
-  [ -f "$DL/$1" ] && [ "$(sha_of "$DL/$1")" = "$(expected_sha "$1")" ]
-}
-fetch_from_registry() {
-  local list=/etc/apt/sources.list.d/qemu-qpl-deb-src-sid.sources
-  local uri
-  uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [ -n "$uri" ] || return 1
-  if [ ! -f "$list" ] || ! grep -q "$uri" "$list"; then
-    say "adding deb-src entry (suite sid) for $uri"
-    {
-      echo "Types: deb-src"
-      echo "URIs: $uri"
-      echo "Suites: sid"
-      echo "Components: main"
-      echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
-    } >"$list" || return 1
-  fi
-  if ! apt-cache showsrc qemu 2>/dev/null | grep -x "Version: $DEB_VERSION" >/dev/null; then
-    say "apt-get update (for the deb-src index)"
-    # Not through run(): a failure here must fall back, not exit.
-    if ! apt-get update -q >"$LOGS/$VARIANT-apt-update.log" 2>&1; then
-      say "apt-get update failed (log: $LOGS/$VARIANT-apt-update.log)"
-      return 1
-    fi
-  fi
-  local tmp
-  tmp=$(mktemp -d "$DL/apt.XXXXXX")
-  say "apt-get source --download-only qemu=$DEB_VERSION"
-  if ! (cd "$tmp" && apt-get source -q --download-only "qemu=$DEB_VERSION") \
-      >"$LOGS/$VARIANT-apt-source.log" 2>&1; then
-    say "apt-get source failed (log: $LOGS/$VARIANT-apt-source.log)"
-    rm -rf "$tmp"
-    return 1
-  fi
-  local f
-  for f in "$ORIG" "$DEBIAN_TAR"; do
-    [ -f "$tmp/$f" ] && mv -f "$tmp/$f" "$DL/$f"
-  done
-  rm -rf "$tmp"
-}
-if have_verified "$ORIG" && have_verified "$DEBIAN_TAR"; then
-  say "source tarballs already downloaded and verified"
-else
-  if fetch_from_registry && have_verified "$ORIG" && have_verified "$DEBIAN_TAR"; then
-    say "source from Debian's registry: sha256 verified"
-  else
-    say "registry unavailable or mismatched: using the pinned copy in $SHARED/cache"
-    for f in "$ORIG" "$DEBIAN_TAR"; do
-      cp -f "$SHARED/cache/$f" "$DL/$f"
-      have_verified "$f" || die "sha256 mismatch for $SHARED/cache/$f"
-    done
-  fi
-fi
+FETCH_SETS=(qemu)
+[ "$VARIANT" = intel-qpl ] && FETCH_SETS+=(intel-qpl)
+python3 "$REPO/scripts/fetch-inputs.py" --quiet "${FETCH_SETS[@]}" \
+  || die "the pinned inputs could not be fetched (the message above says which file and what to do)"
 
 # --- the library the variant links ---------------------------------------------
 if [ "$VARIANT" = ours ]; then
   PREFIX=$CACHE/prefix
   say "installing qemu-qpl into $PREFIX"
-  run lib-install make -C "$REPO" install PREFIX="$PREFIX"
+  # A target directory of its own: make check builds this while its Rust lane
+  # holds the checkout's target/ for minutes at a time (cargo test, clippy).
+  run lib-install env CARGO_TARGET_DIR="$CACHE/lib-target" make -C "$REPO" install PREFIX="$PREFIX"
   export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
   pkg-config --exists qemu-qpl || die "qemu-qpl.pc not found in $PKG_CONFIG_PATH"
   LIB_ID="qemu-qpl $(pkg-config --modversion qemu-qpl)"
@@ -157,16 +117,12 @@ if [ "$VARIANT" = ours ]; then
 else
   QPLROOT=$CACHE/intel-qpl
   QPL_LIBDIR=$QPLROOT/root/usr/lib/x86_64-linux-gnu
-  for deb in libqpl-dev_1.9.0-1_amd64.deb libqpl1_1.9.0-1_amd64.deb; do
-    [ "$(sha_of "$SHARED/cache/$deb")" = "$(expected_sha "$deb")" ] \
-      || die "sha256 mismatch for $SHARED/cache/$deb"
-  done
   if [ ! -f "$QPL_LIBDIR/libqpl.a" ]; then
     say "unpacking Intel QPL 1.9.0 into $QPLROOT/root (not installed system-wide)"
     rm -rf "$QPLROOT"
     mkdir -p "$QPLROOT/root"
-    dpkg-deb -x "$SHARED/cache/libqpl-dev_1.9.0-1_amd64.deb" "$QPLROOT/root"
-    dpkg-deb -x "$SHARED/cache/libqpl1_1.9.0-1_amd64.deb" "$QPLROOT/root"
+    dpkg-deb -x "$DL/libqpl-dev_1.9.0-1_amd64.deb" "$QPLROOT/root"
+    dpkg-deb -x "$DL/libqpl1_1.9.0-1_amd64.deb" "$QPLROOT/root"
   fi
   # libqpl 1.9.0 was built against glibc 2.38, whose C23 strtol variants
   # Debian 12 lacks: the same two-function shim the reference codecs link.
@@ -281,10 +237,12 @@ EOF
     rm -rf "$NEW"
   fi
 
-  mkdir -p "$BUILD"
+  mkdir -p "$BUILD_TREE"
   say "configure ${CONFIGURE_ARGS[*]}"
   rm -f "$STAMP_FILE"
-  (cd "$BUILD" && run configure "$SRC/configure" "${CONFIGURE_ARGS[@]}")
+  # From the tree itself, not through the link: configure and meson take the
+  # build path they are started in, and ../qemu-10.2.2 must hold from there.
+  (cd "$BUILD_TREE" && run configure "$SRC/configure" "${CONFIGURE_ARGS[@]}")
   grep -E '(qpl compression|Query Processing Library|zstd) support|dependency (zlib|qpl|qemu-qpl) found' \
     "$LOGS/$VARIANT-configure.log" | sed 's/^/    /' >&2 || true
   echo "$STAMP_WANT" >"$STAMP_FILE"
@@ -293,14 +251,14 @@ fi
 # --- build ------------------------------------------------------------------------
 say "ninja -j2 qemu-system-x86_64 tests/qtest/migration-test (log: $LOGS/$VARIANT-ninja.log)"
 t_ninja=$(date +%s)
-run ninja ninja -C "$BUILD" -j2 qemu-system-x86_64 tests/qtest/migration-test
+run ninja ninja -C "$BUILD_TREE" -j2 qemu-system-x86_64 tests/qtest/migration-test
 say "ninja done in $(( $(date +%s) - t_ninja ))s"
 grep -q '^#define CONFIG_QPL\b' "$BUILD/config-host.h" || die "CONFIG_QPL is not set in $BUILD/config-host.h"
 
 if [ "$VARIANT" = ours ]; then
   # "libqemu_qpl.so.0 => PREFIX/lib/libqemu_qpl.so.0": the SONAME found
   # through the rpath.
-  ldd "$BUILD/qemu-system-x86_64" | grep "$PREFIX/lib/libqemu_qpl.so" >/dev/null \
+  ldd "$BUILD/qemu-system-x86_64" | grep -q "$PREFIX/lib/libqemu_qpl.so" \
     || die "qemu-system-x86_64 does not resolve libqemu_qpl.so from $PREFIX/lib"
 fi
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential pkg-config git xz-utils dpkg-dev python3 python3-venv
-  # QEMU's build (../shared/notes/qemu-build.md)
+  # QEMU's build (docs/qemu.md)
   libglib2.0-dev libzstd-dev zlib1g-dev ninja-build ccache seabios ipxe-qemu
   # reference codecs of the benchmark and the compatibility tests
   libisal-dev libdeflate-dev liblz4-dev
