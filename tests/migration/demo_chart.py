@@ -5,9 +5,11 @@ demo saves.  The SVG is written as text here; standard library only."""
 import os
 from xml.sax.saxutils import escape
 
+from demo_report import fmt_bandwidth, header_bandwidths
+
 FONT = "DejaVu Sans, Verdana, Arial, sans-serif"
-WIDTH = 1000
-LABEL_W = 190           # method names, left of the first panel
+WIDTH = 1080
+LABEL_W = 260           # method names, left of the first panel
 GAP = 24                # between panels
 ROW_H = 28
 BAR_H = 17
@@ -18,11 +20,13 @@ COLOURS = {"none": "#8c8c8c", "zlib": "#a6761d", "zstd": "#7570b3", "qpl-ours": 
            "qpl-intel": "#e6730f", "qpl-mixed": "#2e9e4f"}
 
 
-def row_label(row, many_channels):
-    """'qpl (this library)', 'qpl (Intel QPL)', 'qpl ours→intel-qpl', 'zstd', ... (+ channels)."""
+def row_label(row, many_channels, many_bw=False):
+    """'qpl (this library)', 'qpl/turbo (this library)', 'qpl (Intel QPL)', 'qpl ours→intel-qpl',
+    'zstd', ... (+ channels, + max-bandwidth)."""
     m, src, dst = row["compression"], row["src"], row["dst"]
     if m == "qpl" and src == dst == "ours":
-        text = "qpl (this library)"
+        level = row.get("qpl_level")
+        text = "qpl%s (this library)" % ("/" + level if level else "")
     elif m == "qpl" and src == dst == "intel-qpl":
         text = "qpl (Intel QPL 1.9)"
     elif src == dst == "ours":
@@ -31,6 +35,8 @@ def row_label(row, many_channels):
         text = "%s %s→%s" % (m, src, dst)
     if many_channels:
         text += ", %d ch" % row["channels"]
+    if many_bw:
+        text += ", " + ("uncapped" if not row.get("max_bandwidth") else fmt_bandwidth(row["max_bandwidth"]))
     return text
 
 
@@ -75,6 +81,7 @@ def render_svg(doc):
     if not rows:
         raise ValueError("the results hold no completed migration: nothing to draw")
     many_channels = len({r["channels"] for r in rows}) > 1
+    many_bw = len({r.get("max_bandwidth") for r in rows}) > 1
     height = TOP + ROW_H * len(rows) + BOTTOM
     panel_w = (WIDTH - LABEL_W - 2 * GAP - 10) / 3.0
     svg = Svg()
@@ -90,8 +97,9 @@ def render_svg(doc):
              % (size, guest, "/".join(versions) or "?"), size=15, weight="bold")
     runs = "median of %d runs" % h["repeat"] if h.get("repeat", 1) > 1 else "1 run per method"
     channels = sorted({r["channels"] for r in rows})
-    svg.text(10, 40, "%s; %.0f %% real data; %s channel%s; %s; %s; load average %.1f at start"
+    svg.text(10, 40, "%s; %.0f %% real data; %s channel%s; max-bandwidth %s; %s; %s; load average %.1f at start"
              % (h["date"], h["fill"] * 100, ",".join(map(str, channels)), "" if channels == [1] else "s",
+                " and ".join(fmt_bandwidth(b) for b in header_bandwidths(h)),
                 runs, h.get("host", ""), h.get("load_average_at_start", 0.0)), size=11, fill="#555555")
 
     panels = [
@@ -118,7 +126,7 @@ def render_svg(doc):
             svg.text(x + 4, y + BAR_H - 4, label, size=11)
     for j, r in enumerate(rows):
         y = TOP + j * ROW_H + ROW_H / 2.0
-        svg.text(LABEL_W - 8, y, row_label(r, many_channels), size=12, anchor="end")
+        svg.text(LABEL_W - 8, y, row_label(r, many_channels, many_bw), size=12, anchor="end")
 
     # The CPU panel's legend, on one line under its bars.
     y = TOP + ROW_H * len(rows) + 2

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -34,6 +33,7 @@ from demo_common import (CACHE, REPO, DemoError, QMPError, Unsupported, fmt_mib,
                          fmt_size, log, parse_bandwidth, parse_size)
 from demo_chart import write_chart  # noqa: E402
 from demo_progress import Progress, phase  # noqa: E402
+from demo_report import fmt_bandwidth, format_report, median_row  # noqa: E402
 from guest_ram import diff_pages, hash_mem, ram_block  # noqa: E402
 from qemu_proc import (Qemu, kill_all, kvm_usable, multifd_methods, qpl_libraries,  # noqa: E402
                        start_incoming)
@@ -393,98 +393,6 @@ def parse_methods(text, default_src, default_dst):
     return specs
 
 
-COLUMNS = [
-    ("method", "method", "l"), ("src→dst", None, "l"), ("ch", "channels", "r"),
-    ("total ms", "total_ms", "r"), ("downtime ms", "downtime_ms", "r"),
-    ("throughput mbps", "mbps", "r"), ("pages/s", "pages_per_second", "r"),
-    ("QEMU pages/s", "qemu_pages_per_second", "r"),
-    ("wire MiB", "wire_bytes", "r"), ("wire/RAM", "wire_ratio", "r"),
-    ("src CPU %", "src_cpu_pct", "r"), ("dst CPU %", "dst_cpu_pct", "r"),
-    ("src CPU s", "src_cpu_s", "r"), ("dst CPU s", "dst_cpu_s", "r"),
-    ("other CPU %", "other_cpu_pct", "r"), ("RAM", None, "l"),
-]
-# Shown when the guest ran during the migration, before the RAM column.
-LIVE_COLUMNS = [("passes", "dirty_syncs", "r"), ("resent pages", "resent_pages", "r"),
-                ("guest ops", "guest_ops", "r")]
-
-
-def columns_for(rows):
-    if not any(r.get("guest_mode") == "running" for r in rows):
-        return COLUMNS
-    return COLUMNS[:-1] + LIVE_COLUMNS + COLUMNS[-1:]
-
-
-def cell(row, key, title):
-    if title == "method":
-        return row["compression"]
-    if title == "src→dst":
-        return "%s→%s" % (row["src"], row["dst"])
-    if title == "RAM":
-        return "equal" if row.get("ram_equal") else "DIFFERS"
-    v = row.get(key)
-    if v is None:
-        return "-"
-    if key == "wire_bytes":
-        return fmt_mib(v)
-    if key == "wire_ratio":
-        return "%.3f" % v
-    if key in ("src_cpu_s", "dst_cpu_s"):
-        return "%.2f" % v
-    if key in ("mbps",):
-        return "%.0f" % v
-    if isinstance(v, float):
-        return "%.0f" % v
-    return str(v)
-
-
-def render_table(rows):
-    cols = columns_for(rows)
-    head = [c[0] for c in cols]
-    body = [[cell(r, k, t) for t, k, _ in cols] for r in rows]
-    widths = [max(len(head[i]), *(len(b[i]) for b in body)) for i in range(len(head))]
-
-    def line(vals):
-        out = []
-        for i, v in enumerate(vals):
-            out.append(v.ljust(widths[i]) if cols[i][2] == "l" else v.rjust(widths[i]))
-        return "| " + " | ".join(out) + " |"
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if cols[i][2] == "r" else ("-" * (w + 2))
-                         for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(head), sep] + [line(b) for b in body])
-
-
-FOOTNOTE = (
-    "wire = query-migrate ram.transferred: every byte QEMU wrote to the migration streams (main channel + "
-    "multifd channels, packet headers and device state included; TCP/IP overhead not). throughput = QEMU's "
-    "ram.mbps at completion: wire megabits/s over the transfer time (total - setup). pages/s = guest pages "
-    "(normal + zero) / transfer time; QEMU pages/s = query-migrate ram.pages-per-second, QEMU's last "
-    "100 ms sample (what upstream's tables show). CPU % = process CPU seconds (utime+stime, all threads, from "
-    "/proc/PID/stat) / total time, % of one core. other CPU % = what every other process on the machine "
-    "used meanwhile (from /proc/stat), % of one core: well above 0 means the figures are disturbed.")
-LIVE_FOOTNOTE = (
-    "Running guest: passes = query-migrate ram.dirty-sync-count at completion (QEMU's dirty-bitmap syncs: "
-    "the first pass over all RAM, each resend pass, the final stop-and-copy; a paused guest completes at "
-    "3). resent pages = pages sent (normal + zero) - pages of RAM: what the guest dirtied and QEMU sent "
-    "again. guest ops = RAM operations the guest program did between migrate and completion (its "
-    "heartbeat x ops per tick). downtime = how long the guest really stood still.")
-
-
-NUMERIC = ["total_ms", "downtime_ms", "setup_ms", "mbps", "pages_per_second", "qemu_pages_per_second",
-           "wire_bytes", "ram_bytes", "wire_ratio", "src_cpu_s", "dst_cpu_s", "src_cpu_pct",
-           "dst_cpu_pct", "wall_s", "other_cpu_s", "other_cpu_pct", "dirty_syncs", "resent_pages",
-           "guest_ops", "pages_changed_from_image"]
-
-
-def median_row(runs):
-    row = dict(runs[0])
-    for k in NUMERIC:
-        vals = [r[k] for r in runs if r.get(k) is not None]
-        row[k] = statistics.median(vals) if vals else None
-    row["ram_equal"] = all(r.get("ram_equal") for r in runs)
-    row["runs"] = len(runs)
-    return row
-
-
 def save_json(doc, path):
     """Writes the results document; False (with the reason on stderr) when it cannot."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
@@ -522,9 +430,10 @@ def main(argv=None):
     ap.add_argument("--size", type=parse_size, default=parse_size("2G"), help="guest RAM (default 2G)")
     ap.add_argument("--fill", type=float, default=0.9, help="fraction of RAM holding real data (0.9)")
     ap.add_argument("--channels", default="2", help="multifd channels; a list like 2,4 runs each (2)")
-    ap.add_argument("--methods", default="none,zlib,zstd,qpl,qpl-intel")
-    ap.add_argument("--max-bandwidth", type=parse_bandwidth, default=None,
-                    help="source max-bandwidth in bytes/s, e.g. 1G or 100G (default: unlimited)")
+    ap.add_argument("--methods", default="none,zlib,zstd,qpl,qpl-turbo,qpl-auto,qpl-intel")
+    ap.add_argument("--max-bandwidth", default="unlimited,125000000",
+                    help="source max-bandwidth in bytes/s, e.g. 125000000 (1 Gbit/s) or 1G; a list runs "
+                         "each (default: unlimited,125000000: uncapped, then a 1 Gbit/s link)")
     ap.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
                     help="source downtime-limit in ms (default: QEMU's, 300; upstream's tables used 100); "
                          "with a running guest, the limit it converges with after the live passes")
@@ -583,6 +492,13 @@ def main(argv=None):
         ap.error("--channels must be between 1 and 255")
     if opts.repeat < 1:
         ap.error("--repeat must be at least 1")
+    try:
+        opts.bandwidths = [parse_bandwidth(b.strip()) for b in opts.max_bandwidth.split(",") if b.strip()]
+    except argparse.ArgumentTypeError as e:
+        ap.error("--max-bandwidth: %s" % e)
+    if not opts.bandwidths:
+        ap.error("--max-bandwidth takes byte rates, e.g. unlimited or unlimited,125000000")
+    opts.max_bandwidth = opts.bandwidths[0]
     if opts.guest == "running":
         if opts.live_syncs < running_guest.MIN_LIVE_SYNCS:
             ap.error("--live-syncs must be at least %d (a paused guest already completes at 3)"
@@ -626,60 +542,6 @@ def main(argv=None):
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return code
-
-
-def format_report(doc):
-    """The table and the verification lines, from the document --json/--save write."""
-    h, rows = doc["header"], doc["rows"]
-    out = ["qpl-demo %s — %s guest RAM, %.0f %% real data (%d MiB), %s, multifd over "
-           "127.0.0.1, accel %s, max-bandwidth %s, %s"
-           % (h["date"], fmt_size(h["guest_ram"]), h["fill"] * 100, h["image_data_bytes"] >> 20,
-              h.get("guest_desc", "paused guest"), h.get("accel_note", h["accel"]),
-              (fmt_size(h["max_bandwidth"]) + "iB/s") if h.get("max_bandwidth") else "unlimited",
-              ("median of %d runs" % h["repeat"]) if h["repeat"] > 1 else "1 run each")]
-    if h.get("guest", "paused") == "running":
-        out[-1] += (", switch-over only after a pass with no dirty page until pass %d, then "
-                    "downtime-limit %d ms" % (h["live_syncs"], h["converge_ms"]))
-    elif h.get("downtime_limit") is not None:
-        out[-1] += ", downtime-limit %d ms" % h["downtime_limit"]
-    versions = sorted({"%s = %s" % (r["src"], r["src_version"]) for r in rows} |
-                      {"%s = %s" % (r["dst"], r["dst_version"]) for r in rows})
-    if versions:
-        out.append("QEMU: " + "; ".join(versions) + ". Host: " + h["host"] +
-                   ", load average %.1f at start." % h["load_average_at_start"])
-    libs = sorted({l for r in rows for k in ("src_qpl_libraries", "dst_qpl_libraries") for l in r.get(k, [])})
-    if libs:
-        out.append("qpl library loaded by ours: " + "; ".join(libs))
-    out.append("command: " + h["command"])
-    out.append("")
-    if not rows:
-        out.append("(no migration completed)")
-    else:
-        out += [render_table(rows), "", FOOTNOTE] + (
-            [LIVE_FOOTNOTE] if any(r.get("guest_mode") == "running" for r in rows) else []) + ["",
-                "RAM verification: SHA-256 of each side's guest RAM, read from /proc/PID/mem after "
-                "the migration (image: %s)" % h["image_sha256"]]
-    for r in doc["runs"]:
-        head = "  %-5s ch=%d %s→%s run %d: " % (r["compression"], r["channels"], r["src"], r["dst"], r["run"])
-        if r["ram_equal"] and r.get("guest_mode") == "running":
-            line = head + ("equal, sha256 src = dst = %s; the guest ran %d ticks x %d ops during the "
-                           "migration, %d passes, %d pages resent; %d pages now differ from the image" % (
-                               r["dst_sha256"], r["guest_bursts"], r["guest"]["ops_per_tick"],
-                               r["dirty_syncs"], r["resent_pages"], r.get("pages_changed_from_image", -1)))
-        elif r["ram_equal"]:
-            line = head + "equal, sha256 src = dst = %s%s" % (
-                r["dst_sha256"], " = image" if r["src_equals_image"]
-                else " (note: the source's RAM differs from the image file)")
-        else:
-            line = head + "MISMATCH: sha256 src %s, dst %s; %d pages differ, first at %s" % (
-                r["src_sha256"], r["dst_sha256"], r["differing_pages"], ", ".join(r["first_differing_offsets"]))
-            if r.get("first_differing_bytes"):
-                line += "; bytes " + ", ".join(r["first_differing_bytes"])
-        out.append(line)
-    out += ["note: " + n for n in doc["notes"]]
-    out += ["unsupported: " + u for u in doc["unsupported"]]
-    out += ["FAILED: " + f for f in doc["failures"]]
-    return "\n".join(out)
 
 
 def run(opts, channels, src_default, dst_default, workdir):
@@ -726,18 +588,23 @@ def run(opts, channels, src_default, dst_default, workdir):
         running_guest.boot_sector()  # assemble it now: a missing assembler is one error, not one per run
         phase("guest: " + opts.guest_cfg.describe())
 
-    jobs = [(s, ch) for s in runnable for ch in channels]
+    # Every method at one bandwidth, then the next: a cap never sits between two methods compared.
+    jobs = [(s, ch, bw) for bw in opts.bandwidths for s in runnable for ch in channels]
+    many_bw = len(opts.bandwidths) > 1
     results, unsupported = {}, []
     bad = set()
     total_runs = len(jobs) * opts.repeat
     n = 0
     for rep in range(opts.repeat):
-        for s, ch in jobs:
-            key = (s["name"], ch)
+        for s, ch, bw in jobs:
+            key = (s["name"], ch, bw)
             n += 1
             if key in bad:
                 continue
-            label = "run %d/%d %s ch=%d %s→%s" % (n, total_runs, s["name"], ch, s["src_label"], s["dst_label"])
+            opts.max_bandwidth = bw
+            label = "run %d/%d %s ch=%d %s%s→%s" % (n, total_runs, s["name"], ch,
+                                                   ("max-bw %s " % fmt_bandwidth(bw)) if many_bw else "",
+                                                   s["src_label"], s["dst_label"])
             try:
                 try:
                     r = run_one(s, ch, opts, image, image_info, workdir, label)
@@ -757,10 +624,11 @@ def run(opts, channels, src_default, dst_default, workdir):
                 continue
             except DemoError as e:
                 log("  FAILED: %s" % e)
-                failures.append("%s ch=%d run %d: %s" % (s["name"], ch, rep + 1, e))
+                failures.append("%s ch=%d max-bw %s run %d: %s" % (s["name"], ch, fmt_bandwidth(bw), rep + 1, e))
                 bad.add(key)
                 continue
             r["run"] = rep + 1
+            r["max_bandwidth"] = bw
             results.setdefault(key, []).append(r)
             live = ""
             if r.get("guest_mode") == "running":
@@ -770,7 +638,7 @@ def run(opts, channels, src_default, dst_default, workdir):
                   % (label, r["total_ms"], fmt_mib(r["wire_bytes"]), live,
                      "equal" if r["ram_equal"] else "DIFFERS"))
 
-    rows = [median_row(results[(s["name"], ch)]) for s, ch in jobs if (s["name"], ch) in results]
+    rows = [median_row(results[(s["name"], ch, bw)]) for s, ch, bw in jobs if (s["name"], ch, bw) in results]
     mismatch = [r for runs in results.values() for r in runs if not r["ram_equal"]]
     host = os.uname()
     header = {
@@ -781,14 +649,14 @@ def run(opts, channels, src_default, dst_default, workdir):
         "host": "%s, %d CPUs" % (host.release, os.cpu_count()),
         "accel": opts.accel, "accel_note": accel_note, "guest_ram": opts.size, "fill": opts.fill,
         "image": image, "image_sha256": image_info["sha256"], "image_data_bytes": image_info["data_bytes"],
-        "max_bandwidth": opts.max_bandwidth, "downtime_limit": opts.downtime_limit, "repeat": opts.repeat,
+        "max_bandwidth": opts.bandwidths, "downtime_limit": opts.downtime_limit, "repeat": opts.repeat,
         "guest": opts.guest,
     }
     if opts.guest == "running":
         header.update({"guest_desc": opts.guest_cfg.describe(), "guest_config": opts.guest_cfg.as_dict(),
                        "live_syncs": opts.live_syncs, "converge_ms": opts.converge_ms})
     doc = {"header": header, "rows": rows,
-           "runs": [r for s, ch in jobs for r in results.get((s["name"], ch), [])],
+           "runs": [r for s, ch, bw in jobs for r in results.get((s["name"], ch, bw), [])],
            "notes": notes, "unsupported": unsupported, "failures": failures}
     if opts.json:
         json.dump(doc, sys.stdout, indent=1)
