@@ -431,9 +431,9 @@ def main(argv=None):
     ap.add_argument("--fill", type=float, default=0.9, help="fraction of RAM holding real data (0.9)")
     ap.add_argument("--channels", default="2", help="multifd channels; a list like 2,4 runs each (2)")
     ap.add_argument("--methods", default="none,zlib,zstd,qpl,qpl-turbo,qpl-auto,qpl-intel")
-    ap.add_argument("--max-bandwidth", default="unlimited,125000000",
-                    help="source max-bandwidth in bytes/s, e.g. 125000000 (1 Gbit/s) or 1G; a list runs "
-                         "each (default: unlimited,125000000: uncapped, then a 1 Gbit/s link)")
+    ap.add_argument("--max-bandwidth", default="unlimited",
+                    help="source max-bandwidth in bytes/s, e.g. 125000000 (1 Gbit/s) or 1G; a list like "
+                         "unlimited,125000000 runs each (default: unlimited; make demo runs both)")
     ap.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
                     help="source downtime-limit in ms (default: QEMU's, 300; upstream's tables used 100); "
                          "with a running guest, the limit it converges with after the live passes")
