@@ -158,11 +158,11 @@ hostile-test: qemu-build corpus
 
 # Issue #12: migrations of a running 256 MiB guest that keeps rewriting its
 # RAM of real data (tests/guest/dirtier.S), none, zstd and qpl (at the
-# default level, at turbo and at auto: multifd-qpl-level), 2 and 4
+# default level, auto, and at fast and turbo: multifd-qpl-level), 2 and 4
 # channels; fails on any RAM mismatch or when the guest did not write during
 # the migration (docs/demo.md).
 demo-small: qemu-build corpus
-	$(DEMO) --size 256M --methods none,zstd,qpl,qpl-turbo,qpl-auto --channels 2,4
+	$(DEMO) --size 256M --methods none,zstd,qpl,qpl-fast,qpl-turbo --channels 2,4
 
 # Issue #13: the software IAA device model (tests/iaa-model, docs/iaa-model.md).
 # `env $$(make -s iaa-model-env) PROGRAM` runs an unmodified PROGRAM on it.
@@ -182,8 +182,9 @@ iaa-model-check: qemu-build corpus
 iaa-check: qemu-build corpus
 	bash tests/iaa/check.sh all
 
-# The main job: 2 GiB running guest; none, zlib, zstd, our qpl (default level,
-# turbo, auto) and upstream's qpl on Intel QPL; uncapped, then at 125 MB/s.
+# The main job: 2 GiB running guest; none, zlib, zstd, our qpl (the default
+# level, auto; fast; turbo) and upstream's qpl on Intel QPL; uncapped, then
+# at 125 MB/s.
 # Progress on stderr, the table on stdout; the results as JSON in the cache and
 # in docs/demo-results.json, drawn as docs/demo.svg (README embeds it);
 # `tests/migration/qpl-demo.py --render docs/demo-results.json --chart docs/demo.svg`

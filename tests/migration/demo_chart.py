@@ -25,7 +25,7 @@ def row_label(row, many_channels, many_bw=False):
     'zstd', ... (+ channels, + max-bandwidth)."""
     m, src, dst = row["compression"], row["src"], row["dst"]
     if m == "qpl" and src == dst == "ours":
-        level = row.get("qpl_level")
+        level = row.get("qpl_level") or row.get("src_qpl_level")
         text = "qpl%s (this library)" % ("/" + level if level else "")
     elif m == "qpl" and src == dst == "intel-qpl":
         text = "qpl (Intel QPL 1.9)"

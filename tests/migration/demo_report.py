@@ -15,8 +15,9 @@ def fmt_bandwidth(bw):
 
 
 def method_name(row):
-    """'qpl', 'qpl/turbo' (our qpl at a multifd-qpl-level), 'zstd', ..."""
-    level = row.get("qpl_level")
+    """'qpl/auto', 'qpl/turbo' (our qpl at the source's multifd-qpl-level, set or QEMU's
+    default), 'qpl' (a QEMU without the parameter), 'zstd', ..."""
+    level = row.get("qpl_level") or row.get("src_qpl_level")
     return row["compression"] + ("/" + level if level else "")
 
 

@@ -159,6 +159,10 @@ def configure(src, dst, method, channels, opts, result, qpl_level=None):
                 raise Unsupported("%s QEMU %s does not accept multifd-compression '%s': %s"
                                   % (q.role, q.binary, method, e.desc))
             raise
+        if q is src and method == "qpl":
+            # The level in effect (QEMU's default when none was set); None on a QEMU without
+            # the parameter, such as upstream's Intel QPL build.
+            result["src_qpl_level"] = q.qmp.cmd("query-migrate-parameters").get("multifd-qpl-level")
 
 
 def migrate(src, dst, port, opts, label, live):
@@ -430,7 +434,7 @@ def main(argv=None):
     ap.add_argument("--size", type=parse_size, default=parse_size("2G"), help="guest RAM (default 2G)")
     ap.add_argument("--fill", type=float, default=0.9, help="fraction of RAM holding real data (0.9)")
     ap.add_argument("--channels", default="2", help="multifd channels; a list like 2,4 runs each (2)")
-    ap.add_argument("--methods", default="none,zlib,zstd,qpl,qpl-turbo,qpl-auto,qpl-intel")
+    ap.add_argument("--methods", default="none,zlib,zstd,qpl,qpl-fast,qpl-turbo,qpl-intel")
     ap.add_argument("--max-bandwidth", default="unlimited",
                     help="source max-bandwidth in bytes/s, e.g. 125000000 (1 Gbit/s) or 1G; a list like "
                          "unlimited,125000000 runs each (default: unlimited; make demo runs both)")
