@@ -19,11 +19,11 @@ struct Build {
 }
 
 macro_rules! build {
-    ($krate:ident, $strong:expr) => {{
-        let level = if $strong {
-            $krate::codec::Level::Strong
-        } else {
-            $krate::codec::Level::Fast
+    ($krate:ident, $level:expr) => {{
+        let level = match $level {
+            "strong" => $krate::codec::Level::Strong,
+            "turbo" => $krate::codec::Level::Turbo,
+            _ => $krate::codec::Level::Fast,
         };
         let mut encoder = $krate::codec::PageEncoder::new(level);
         let mut decoder = $krate::codec::PageDecoder::new();
@@ -88,10 +88,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let data = std::fs::read(&args[1]).expect("the input file");
     let rounds: usize = args[2].parse().expect("a round count");
-    let strong = args[3] == "strong";
+    let level = args[3].as_str();
     let pages: Vec<&[u8]> = data.chunks_exact(PAGE).collect();
     let blocks: Vec<&[&[u8]]> = pages.chunks(BLOCK).collect();
-    let mut builds = [build!(a, strong), build!(b, strong)];
+    let mut builds = [build!(a, level), build!(b, level)];
     let mut arena = Vec::new();
     // One untimed pass each: allocations, page faults, branch history.
     for build in builds.iter_mut() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Paired, in-process speed comparison of the page codec at two commits.
 #
-#   tools/pair-bench/pair-bench.sh COMMIT_A COMMIT_B [FILE] [ROUNDS] [fast|strong]
+#   tools/pair-bench/pair-bench.sh COMMIT_A COMMIT_B [FILE] [ROUNDS] [fast|strong|turbo]
 #
 # Both commits' codecs are compiled into one binary, which times them on the
 # same blocks of pages in alternating order and reports the median, over
