@@ -729,7 +729,7 @@ fn huffman_loop<const PAIRS: bool>(
                 // Up to five literals per refill: a literal in the main
                 // table takes at most LITLEN_BITS, 5 x 10 <= 56, and the
                 // loop condition leaves room for five bytes. With pairs,
-                // four lookups of at most PAIR_BITS, 4 x 12 <= 56, of one
+                // four lookups of at most PAIR_BITS, 4 x 13 <= 56, of one
                 // or two literals each. Written out rather than looped: a
                 // counted loop measured 2-3 % slower on fixed-Huffman pages.
                 macro_rules! literal {
@@ -934,7 +934,7 @@ const COPY_SLACK: usize = 16;
 const FAST_OUT_MARGIN: usize = 5;
 
 /// Bits of the first lookup in a pair table.
-const PAIR_BITS: u32 = 12;
+const PAIR_BITS: u32 = 13;
 const PAIR_TABLE_LEN: usize = 1 << PAIR_BITS;
 /// A pair table: for every PAIR_BITS-bit window, the literal/length table's
 /// entry for its first codeword, or, when it is a literal followed by a
