@@ -41,7 +41,7 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
 fi
 cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
 
-# cargo-fuzz (make fuzz), from crates.io, once.
+# cargo-fuzz (make fuzz), from Rust's package registry, once.
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
