@@ -6,6 +6,7 @@
 //! change under us, into a [`PageSource`]) before calling in here.
 
 mod auto_level;
+mod engine;
 mod iaa_receive;
 mod iaa_send;
 mod layout;

@@ -30,10 +30,7 @@ impl<T: AsMut<[u8]>> DestPages for &mut [T] {
 }
 
 /// Which engine decompresses a channel's pages.
-enum Engine {
-    Cpu(String),
-    Iaa(Box<Device<DecompressBuffers>>),
-}
+type Engine = super::engine::Engine<DecompressBuffers>;
 
 /// The fault of page `index` whose stream failed to decode.
 pub(super) fn decode_fault(index: usize, page_size: usize, fault: DecodeFault) -> PacketFault {
@@ -147,40 +144,24 @@ impl Receiver {
 
     /// What the channel counted since setup.
     pub fn counters(&self) -> Counters {
-        let mut counters = self.counters;
-        if let Engine::Iaa(device) = &self.engine {
-            counters.device = device.driver.counters;
-        }
-        counters
+        self.engine.counters(self.counters)
     }
 
     /// Whether packets go to the device now.
     pub fn uses_iaa(&self) -> bool {
-        matches!(&self.engine, Engine::Iaa(device) if device.usable())
+        self.engine.uses_iaa()
     }
 
     fn logged_setup(self) -> Self {
-        if let Some(file) = &self.log {
-            let mut line = String::new();
-            let _ = self.describe(&mut line);
-            crate::iaa::log::append(
-                file,
-                &format!(
-                    "qemu-qpl pid {} receiver channel {}: {line}",
-                    std::process::id(),
-                    self.config.channel
-                ),
-            );
-        }
+        let channel = self.config.channel;
+        self.engine
+            .log(self.log.as_deref(), "receiver", channel, None);
         self
     }
 
     /// One line saying which engine decompresses and why.
     pub fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
-        match &self.engine {
-            Engine::Cpu(why) => write!(out, "CPU: {why}"),
-            Engine::Iaa(device) => device.describe(out),
-        }
+        self.engine.describe(out)
     }
 
     fn fault(&mut self, fault: PacketFault) -> Error {
@@ -353,18 +334,9 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if let Some(file) = &self.log {
-            let mut line = String::new();
-            let _ = self.describe(&mut line);
-            crate::iaa::log::append(
-                file,
-                &format!(
-                    "qemu-qpl pid {} receiver channel {} done: {}; {line}",
-                    std::process::id(),
-                    self.config.channel,
-                    crate::iaa::log::counters(&self.counters())
-                ),
-            );
-        }
+        let counters = self.counters();
+        let channel = self.config.channel;
+        self.engine
+            .log(self.log.as_deref(), "receiver", channel, Some(&counters));
     }
 }

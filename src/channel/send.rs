@@ -105,11 +105,7 @@ impl<T: AsRef<[u8]>> PageSource for [T] {
 }
 
 /// Which engine compresses a channel's pages.
-enum Engine {
-    /// The CPU, and why.
-    Cpu(String),
-    Iaa(Box<Device<CompressBuffers>>),
-}
+type Engine = super::engine::Engine<CompressBuffers>;
 
 /// The sending side of one channel.
 pub struct Sender {
@@ -240,40 +236,24 @@ impl Sender {
 
     /// What the channel counted since setup.
     pub fn counters(&self) -> Counters {
-        let mut counters = self.counters;
-        if let Engine::Iaa(device) = &self.engine {
-            counters.device = device.driver.counters;
-        }
-        counters
+        self.engine.counters(self.counters)
     }
 
     /// Whether packets go to the device now.
     pub fn uses_iaa(&self) -> bool {
-        matches!(&self.engine, Engine::Iaa(device) if device.usable())
+        self.engine.uses_iaa()
     }
 
     fn logged_setup(self) -> Self {
-        if let Some(file) = &self.log {
-            let mut line = String::new();
-            let _ = self.describe(&mut line);
-            crate::iaa::log::append(
-                file,
-                &format!(
-                    "qemu-qpl pid {} sender channel {}: {line}",
-                    std::process::id(),
-                    self.config.channel
-                ),
-            );
-        }
+        let channel = self.config.channel;
+        self.engine
+            .log(self.log.as_deref(), "sender", channel, None);
         self
     }
 
     /// One line saying which engine compresses and why.
     pub fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
-        match &self.engine {
-            Engine::Cpu(why) => write!(out, "CPU: {why}"),
-            Engine::Iaa(device) => device.describe(out),
-        }
+        self.engine.describe(out)
     }
 
     /// Compresses `pages` into one packet body. A page whose stream would not
@@ -357,19 +337,10 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        if let Some(file) = &self.log {
-            let mut line = String::new();
-            let _ = self.describe(&mut line);
-            crate::iaa::log::append(
-                file,
-                &format!(
-                    "qemu-qpl pid {} sender channel {} done: {}; {line}",
-                    std::process::id(),
-                    self.config.channel,
-                    crate::iaa::log::counters(&self.counters())
-                ),
-            );
-        }
+        let counters = self.counters();
+        let channel = self.config.channel;
+        self.engine
+            .log(self.log.as_deref(), "sender", channel, Some(&counters));
     }
 }
 
