@@ -89,7 +89,7 @@ fi
 for tool in ninja pkg-config cc; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup-deps.sh)"
 done
-dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep -q "install ok installed" \
+dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep "install ok installed" >/dev/null \
   || die "zlib1g-dev is not installed (QEMU needs it; the multifd zlib method is built from it)"
 
 # --- inputs: pinned in scripts/inputs.lock, fetched and verified into $CACHE/dl ---
@@ -258,7 +258,7 @@ grep -q '^#define CONFIG_QPL\b' "$BUILD/config-host.h" || die "CONFIG_QPL is not
 if [ "$VARIANT" = ours ]; then
   # "libqemu_qpl.so.0 => PREFIX/lib/libqemu_qpl.so.0": the SONAME found
   # through the rpath.
-  ldd "$BUILD/qemu-system-x86_64" | grep -q "$PREFIX/lib/libqemu_qpl.so" \
+  ldd "$BUILD/qemu-system-x86_64" | grep "$PREFIX/lib/libqemu_qpl.so" >/dev/null \
     || die "qemu-system-x86_64 does not resolve libqemu_qpl.so from $PREFIX/lib"
 fi
 
