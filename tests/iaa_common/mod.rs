@@ -150,7 +150,11 @@ pub fn run_on_model(
         .env("IAA_MODEL_WQS", wqs)
         .env("IAA_MODEL_STATS", &stats)
         .env("QEMU_QPL_IAA_SYSFS", &sysfs)
-        .env("QEMU_QPL_IAA", "require");
+        .env("QEMU_QPL_IAA", "require")
+        // The model shares the cores with other tests and can be starved
+        // for longer than the library's deadline for silicon (scenarios
+        // about timeouts set their own).
+        .env("QEMU_QPL_IAA_TIMEOUT_MS", "30000");
     for (key, value) in env {
         command.env(key, value);
     }
