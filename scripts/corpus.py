@@ -307,10 +307,7 @@ def cut(stream, limit, path):
         short = n < limit
         n = n // PAGE * PAGE
         f.truncate(n)
-    h = hashlib.sha256()
-    for chunk in raw(path):
-        h.update(chunk)
-    return n, h.hexdigest(), short
+    return n, inputs.sha256_of(path), short
 
 
 def build(out, work, keep_segments=None):

@@ -5,7 +5,7 @@ demo saves.  The SVG is written as text here; standard library only."""
 import os
 from xml.sax.saxutils import escape
 
-from demo_report import fmt_bandwidth, header_bandwidths
+from demo_report import fmt_bandwidth, header_bandwidths, method_name
 
 FONT = "DejaVu Sans, Verdana, Arial, sans-serif"
 WIDTH = 1080
@@ -25,8 +25,7 @@ def row_label(row, many_channels, many_bw=False):
     'zstd', ... (+ channels, + max-bandwidth)."""
     m, src, dst = row["compression"], row["src"], row["dst"]
     if m == "qpl" and src == dst == "ours":
-        level = row.get("qpl_level") or row.get("src_qpl_level")
-        text = "qpl%s (this library)" % ("/" + level if level else "")
+        text = method_name(row) + " (this library)"
     elif m == "qpl" and src == dst == "intel-qpl":
         text = "qpl (Intel QPL 1.9)"
     elif src == dst == "ours":
